@@ -1,0 +1,44 @@
+//! Request identity: keep a well-formed incoming `X-Request-Id`, otherwise mint a UUIDv7
+//! (time-ordered, so ids sort like the log).
+
+/// Longest incoming id we keep; longer ones are replaced, not truncated.
+pub const MAX_LEN: usize = 128;
+
+/// `true` for 1..=128 bytes of `[A-Za-z0-9._:-]`: safe in headers, logs and file names.
+pub fn is_well_formed(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_LEN
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+pub fn accept_or_generate(incoming: Option<&[u8]>) -> String {
+    match incoming {
+        // Checked above to be ASCII, so this cannot fail.
+        Some(id) if is_well_formed(id) => String::from_utf8_lossy(id).into_owned(),
+        _ => uuid::Uuid::now_v7().as_hyphenated().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_good_ids_and_replaces_bad_ones() {
+        assert_eq!(accept_or_generate(Some(b"abc-123")), "abc-123");
+        for bad in [
+            &b""[..],
+            b"a b",
+            b"x\r\nInjected: 1",
+            &[b'a'; 129],
+            "é".as_bytes(),
+        ] {
+            let id = accept_or_generate(Some(bad));
+            assert_eq!(id.len(), 36, "{bad:?}");
+            assert!(is_well_formed(id.as_bytes()));
+        }
+        assert_ne!(accept_or_generate(None), accept_or_generate(None));
+    }
+}
