@@ -1,0 +1,20 @@
+//! The access-log record contract, defined once and shared by the gateway, the pipeline and
+//! the lake.
+//!
+//! [`AccessLogRecord`] is declared in one macro invocation ([`record.rs`](record)); from that
+//! single list come the Rust type, its protobuf wire encoding (prost), the column list used for
+//! the Glue table ([`COLUMNS`]) and, with the `arrow` feature, the Arrow schema and the batch
+//! builder. Records travel in KPL-aggregated Kinesis records ([`kpl`]) and, on disk, in
+//! checksummed segment files ([`segment`]) that serve both as the gateway's outage spool and
+//! as the embedded local log.
+
+#![forbid(unsafe_code)]
+
+pub mod kpl;
+pub mod record;
+pub mod segment;
+
+#[cfg(feature = "arrow")]
+pub mod arrow;
+
+pub use record::{AccessLogRecord, Column, ColumnKind, COLUMNS, RECORD_VERSION};
