@@ -12,7 +12,10 @@ use pingora::server::configuration::ServerConf;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "bare-pingora", about = "Bare Pingora reverse proxy for benchmarks.")]
+#[command(
+    name = "bare-pingora",
+    about = "Bare Pingora reverse proxy for benchmarks."
+)]
 struct Args {
     /// Listen address.
     #[arg(long, default_value = "127.0.0.1:8081")]
@@ -35,7 +38,11 @@ impl ProxyHttp for Bare {
     fn new_ctx(&self) {}
 
     async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.upstream.as_str(), false, String::new())))
+        Ok(Box::new(HttpPeer::new(
+            self.upstream.as_str(),
+            false,
+            String::new(),
+        )))
     }
 }
 

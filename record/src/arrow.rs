@@ -41,7 +41,9 @@ pub fn to_sorted_batch(records: &[AccessLogRecord]) -> Result<RecordBatch, Arrow
         .iter()
         .position(|c| c.name == "event_time")
         .expect("event_time column");
-    let sorted_already = records.windows(2).all(|w| w[0].event_time <= w[1].event_time);
+    let sorted_already = records
+        .windows(2)
+        .all(|w| w[0].event_time <= w[1].event_time);
     let columns: Vec<ArrayRef> = if sorted_already {
         columns
     } else {
@@ -74,7 +76,10 @@ mod tests {
         assert_eq!(batch.num_rows(), 3);
         let t = batch.column(1).as_primitive::<TimestampMillisecondType>();
         assert_eq!(t.values(), &[10, 20, 30]);
-        let ids = batch.column_by_name("request_id").unwrap().as_string::<i32>();
+        let ids = batch
+            .column_by_name("request_id")
+            .unwrap()
+            .as_string::<i32>();
         assert_eq!(ids.value(0), "a");
         let route = batch.column_by_name("route").unwrap();
         assert_eq!(route.null_count(), 1);

@@ -168,11 +168,21 @@ mod tests {
             explicit_hash_key_table: vec![],
             records: [b"one".to_vec(), vec![], vec![7u8; 300]]
                 .into_iter()
-                .map(|data| Record { partition_key_index: 0, explicit_hash_key_index: None, data })
+                .map(|data| Record {
+                    partition_key_index: 0,
+                    explicit_hash_key_index: None,
+                    data,
+                })
                 .collect(),
         };
-        assert_eq!(&blob[4..blob.len() - 16], reference.encode_to_vec().as_slice());
-        assert_eq!(deaggregate(&blob).unwrap(), vec![b"one".to_vec(), vec![], vec![7u8; 300]]);
+        assert_eq!(
+            &blob[4..blob.len() - 16],
+            reference.encode_to_vec().as_slice()
+        );
+        assert_eq!(
+            deaggregate(&blob).unwrap(),
+            vec![b"one".to_vec(), vec![], vec![7u8; 300]]
+        );
         assert_eq!(partition_key(&blob).as_deref(), Some("batch-1"));
     }
 
@@ -188,6 +198,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn never_exceeds_the_limit(sizes in prop::collection::vec(0usize..70_000, 1..200), limit in 1_000usize..MAX_KINESIS_RECORD_BYTES) {
             let mut blobs = Vec::new();

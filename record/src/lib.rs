@@ -16,5 +16,7 @@ pub mod segment;
 
 #[cfg(feature = "arrow")]
 pub mod arrow;
+#[cfg(feature = "aws")]
+pub mod aws;
 
 pub use record::{AccessLogRecord, Column, ColumnKind, COLUMNS, RECORD_VERSION};

@@ -46,7 +46,10 @@ impl ColumnKind {
     }
 
     pub const fn nullable(self) -> bool {
-        matches!(self, ColumnKind::OptStr | ColumnKind::OptInt32 | ColumnKind::OptFloat64)
+        matches!(
+            self,
+            ColumnKind::OptStr | ColumnKind::OptInt32 | ColumnKind::OptFloat64
+        )
     }
 }
 
@@ -252,7 +255,10 @@ mod tests {
         let r = full();
         assert_eq!(AccessLogRecord::from_bytes(&r.to_bytes()).unwrap(), r);
         let empty = AccessLogRecord::default();
-        assert_eq!(AccessLogRecord::from_bytes(&empty.to_bytes()).unwrap(), empty);
+        assert_eq!(
+            AccessLogRecord::from_bytes(&empty.to_bytes()).unwrap(),
+            empty
+        );
     }
 
     #[test]
@@ -277,7 +283,10 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), COLUMNS.len(), "column names are unique");
-        assert!(COLUMNS.iter().all(|c| !c.doc.is_empty() && c.name.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')));
+        assert!(COLUMNS.iter().all(|c| !c.doc.is_empty()
+            && c.name
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch == '_')));
     }
 
     #[test]

@@ -41,7 +41,9 @@ impl std::str::FromStr for FsyncPolicy {
             "never" => Ok(FsyncPolicy::Never),
             other => humantime::parse_duration(other)
                 .map(FsyncPolicy::Interval)
-                .map_err(|_| format!("found `{other}`, expected `always`, `never` or a duration like `1s`")),
+                .map_err(|_| {
+                    format!("found `{other}`, expected `always`, `never` or a duration like `1s`")
+                }),
         }
     }
 }
@@ -57,14 +59,24 @@ pub struct Position {
 pub enum SegmentError {
     #[error("segment log {dir}: {source}")]
     Io { dir: PathBuf, source: io::Error },
-    #[error("segment log {dir} is full: {used} of {cap} bytes used, frame of {frame} bytes refused")]
-    Full { dir: PathBuf, used: u64, cap: u64, frame: u64 },
+    #[error(
+        "segment log {dir} is full: {used} of {cap} bytes used, frame of {frame} bytes refused"
+    )]
+    Full {
+        dir: PathBuf,
+        used: u64,
+        cap: u64,
+        frame: u64,
+    },
     #[error("frame of {0} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")]
     FrameTooLarge(usize),
 }
 
 fn io_err(dir: &Path, source: io::Error) -> SegmentError {
-    SegmentError::Io { dir: dir.to_path_buf(), source }
+    SegmentError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    }
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -77,7 +89,10 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     for e in fs::read_dir(dir)? {
         let name = e?.file_name();
         let name = name.to_string_lossy();
-        if let Some(id) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) {
+        if let Some(id) = name
+            .strip_suffix(".seg")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             ids.push(id);
         }
     }
@@ -89,7 +104,9 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 pub fn disk_usage(dir: &Path) -> io::Result<u64> {
     let mut total = 0;
     for id in list_segments(dir)? {
-        total += fs::metadata(segment_path(dir, id)).map(|m| m.len()).unwrap_or(0);
+        total += fs::metadata(segment_path(dir, id))
+            .map(|m| m.len())
+            .unwrap_or(0);
     }
     Ok(total)
 }
@@ -115,7 +132,10 @@ impl SegmentWriter {
         cap_bytes: u64,
         fsync: FsyncPolicy,
     ) -> Result<Self, SegmentError> {
-        let err = |source| SegmentError::Io { dir: dir.to_path_buf(), source };
+        let err = |source| SegmentError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
         fs::create_dir_all(dir).map_err(err)?;
         let next = list_segments(dir).map_err(err)?.last().map_or(1, |l| l + 1);
         let used = disk_usage(dir).map_err(err)?;
@@ -163,12 +183,17 @@ impl SegmentWriter {
         if self.len + frame > self.max_segment_bytes && self.len > SEGMENT_MAGIC.len() as u64 {
             self.roll().map_err(|e| io_err(&self.dir, e))?;
         }
-        let pos = Position { segment: self.id, offset: self.len };
+        let pos = Position {
+            segment: self.id,
+            offset: self.len,
+        };
         let mut buf = Vec::with_capacity(frame as usize);
         buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
         buf.extend_from_slice(payload);
-        self.file.write_all(&buf).map_err(|e| io_err(&self.dir, e))?;
+        self.file
+            .write_all(&buf)
+            .map_err(|e| io_err(&self.dir, e))?;
         self.len += frame;
         self.used_bytes += frame;
         self.dirty = true;
@@ -205,7 +230,10 @@ impl SegmentWriter {
 
     /// Where the next frame will go.
     pub fn end(&self) -> Position {
-        Position { segment: self.id, offset: self.len }
+        Position {
+            segment: self.id,
+            offset: self.len,
+        }
     }
 
     pub fn used_bytes(&self) -> u64 {
@@ -248,7 +276,12 @@ pub struct SegmentReader {
 
 impl SegmentReader {
     pub fn new(dir: &Path, from: Position) -> Self {
-        SegmentReader { dir: dir.to_path_buf(), pos: from, file: None, skipped_tails: 0 }
+        SegmentReader {
+            dir: dir.to_path_buf(),
+            pos: from,
+            file: None,
+            skipped_tails: 0,
+        }
     }
 
     pub fn position(&self) -> Position {
@@ -262,7 +295,10 @@ impl SegmentReader {
             return Ok(false);
         };
         if id != self.pos.segment {
-            self.pos = Position { segment: id, offset: 0 };
+            self.pos = Position {
+                segment: id,
+                offset: 0,
+            };
         }
         let mut f = File::open(segment_path(&self.dir, id))?;
         let mut magic = [0u8; 8];
@@ -280,7 +316,10 @@ impl SegmentReader {
     fn advance_segment(&mut self, segs: &[u64]) -> bool {
         match segs.iter().find(|&&s| s > self.pos.segment) {
             Some(&next) => {
-                self.pos = Position { segment: next, offset: 0 };
+                self.pos = Position {
+                    segment: next,
+                    offset: 0,
+                };
                 self.file = None;
                 true
             }
@@ -293,12 +332,18 @@ impl SegmentReader {
             if self.file.is_none() && !self.open_at()? {
                 return Ok(None);
             }
-            let Some(f) = self.file.as_mut() else { continue };
+            let Some(f) = self.file.as_mut() else {
+                continue;
+            };
             match read_frame(f)? {
                 ReadOutcome::Frame(payload) => {
                     let at = self.pos;
                     self.pos.offset += FRAME_HEADER + payload.len() as u64;
-                    return Ok(Some(Frame { at, next: self.pos, payload }));
+                    return Ok(Some(Frame {
+                        at,
+                        next: self.pos,
+                        payload,
+                    }));
                 }
                 end => {
                     // End of this segment's valid data. If a newer segment exists, this one
@@ -384,7 +429,10 @@ pub fn load_position(path: &Path) -> io::Result<Position> {
                 (Some(Ok(segment)), Some(Ok(offset))) => Ok(Position { segment, offset }),
                 _ => Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{}: expected `<segment> <offset>`, found {s:?}", path.display()),
+                    format!(
+                        "{}: expected `<segment> <offset>`, found {s:?}",
+                        path.display()
+                    ),
                 )),
             }
         }
@@ -398,7 +446,9 @@ mod tests {
     use super::*;
 
     fn payloads(r: &mut SegmentReader) -> Vec<Vec<u8>> {
-        std::iter::from_fn(|| r.next_frame().unwrap()).map(|f| f.payload).collect()
+        std::iter::from_fn(|| r.next_frame().unwrap())
+            .map(|f| f.payload)
+            .collect()
     }
 
     #[test]
@@ -425,7 +475,8 @@ mod tests {
     fn torn_tail_is_skipped_and_a_restart_continues_in_a_new_segment() {
         let d = tempfile::tempdir().unwrap();
         {
-            let mut w = SegmentWriter::open(d.path(), 1 << 20, 1 << 20, FsyncPolicy::Never).unwrap();
+            let mut w =
+                SegmentWriter::open(d.path(), 1 << 20, 1 << 20, FsyncPolicy::Never).unwrap();
             w.append(b"one").unwrap();
             w.append(b"two").unwrap();
         }
@@ -438,7 +489,10 @@ mod tests {
         let mut w = SegmentWriter::open(d.path(), 1 << 20, 1 << 20, FsyncPolicy::Never).unwrap();
         w.append(b"three").unwrap();
         let mut r = SegmentReader::new(d.path(), Position::default());
-        assert_eq!(payloads(&mut r), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        assert_eq!(
+            payloads(&mut r),
+            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
         assert_eq!(r.skipped_tails, 1);
     }
 
@@ -465,7 +519,10 @@ mod tests {
         while w.append(&[0u8; 500]).is_ok() {
             n += 1;
         }
-        assert!(matches!(w.append(&[0u8; 500]), Err(SegmentError::Full { .. })));
+        assert!(matches!(
+            w.append(&[0u8; 500]),
+            Err(SegmentError::Full { .. })
+        ));
         assert!(n >= 6, "{n}");
         let mut r = SegmentReader::new(d.path(), Position::default());
         while r.next_frame().unwrap().is_some() {}
@@ -478,8 +535,21 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("cursor");
         assert_eq!(load_position(&p).unwrap(), Position::default());
-        save_position(&p, Position { segment: 3, offset: 99 }).unwrap();
-        assert_eq!(load_position(&p).unwrap(), Position { segment: 3, offset: 99 });
+        save_position(
+            &p,
+            Position {
+                segment: 3,
+                offset: 99,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            load_position(&p).unwrap(),
+            Position {
+                segment: 3,
+                offset: 99
+            }
+        );
         fs::write(&p, "garbage").unwrap();
         assert!(load_position(&p).is_err());
     }

@@ -1,6 +1,7 @@
 //! End-to-end test harness: real `gateway` processes on free loopback ports, real hyper
 //! origins in-process, real TLS clients. Nothing here is a fake of a component we ship.
 
+pub mod aws;
 pub mod origin;
 pub mod tls;
 
