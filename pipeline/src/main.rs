@@ -1,29 +1,487 @@
-//! `pipeline`: reads access-log records (Kinesis, or the gateway's local durable log) and
-//! writes them as Parquet into the lake. The consumer itself lands with the pipeline issue;
-//! today this binary only describes its interface.
+//! `pipeline`: access-log records from Kinesis (or the gateway's local durable log) → Parquet
+//! files in the lake, partitioned by event time; see the crate docs of the library.
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use edgeway_record::aws::{sdk_config, AwsSettings};
+use edgeway_record::segment::{FsyncPolicy, SegmentReader, SegmentWriter};
+use pipeline::clock::SystemClock;
+use pipeline::kinesis::{KinesisOptions, Reader};
+use pipeline::lake::Lake;
+use pipeline::lease::{LeaseTable, DEFAULT_LEASE_MS};
+use pipeline::local::LocalOptions;
+use pipeline::metrics::Metrics;
+use pipeline::writer::{WriterConfig, WriterContext};
 
 #[derive(Parser)]
 #[command(
     name = "pipeline",
     version,
-    about = "Access-log pipeline: Kinesis (or the local log) → Parquet files in the lake, partitioned by event time.",
-    long_about = "Access-log pipeline: Kinesis (or the local log) → Parquet files in the lake, \
-                  partitioned by event time.\n\nNot functional yet: the consumer is tracked by the \
-                  pipeline issue. Running it exits with status 2."
+    about = "Access-log pipeline: Kinesis (or the local log) → Parquet files in the lake, partitioned by event time."
 )]
-struct Args {
-    /// Lake root: a local directory or an s3://bucket/prefix URL.
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Read the stream (or the local log) and write the lake until SIGTERM/SIGINT, which
+    /// finishes and checkpoints every open file.
+    Run(RunArgs),
+    /// Generate synthetic records into a local log directory (benchmarks, demos).
+    #[command(hide = true)]
+    GenLog(GenArgs),
+    /// Put synthetic records, KPL-aggregated, into a Kinesis stream (benchmarks).
+    #[command(hide = true)]
+    PutKinesis(PutArgs),
+    /// Time records → Parquet on one thread: decode every record of a local log and write
+    /// one file; prints JSON.
+    #[command(hide = true)]
+    BenchEncode(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Lake root: a local directory or s3://bucket/prefix.
     #[arg(long, env = "LAKE_ROOT", default_value = ".local/lake")]
     lake: String,
+    /// Local mode: read the gateway's local log directory instead of Kinesis.
+    #[arg(long, env = "PIPELINE_LOCAL_LOG", conflicts_with = "stream")]
+    local_log: Option<PathBuf>,
+    /// Kinesis stream to read.
+    #[arg(long, env = "KINESIS_STREAM")]
+    stream: Option<String>,
+    /// DynamoDB lease table: several workers share the shards. Without it, one worker keeps
+    /// checkpoints in the lake (`_checkpoints/`).
+    #[arg(long, env = "PIPELINE_LEASE_TABLE")]
+    lease_table: Option<String>,
+    /// This worker's id in the lease table (default: host name and pid).
+    #[arg(long, env = "PIPELINE_WORKER_ID")]
+    worker_id: Option<String>,
+    /// Lease duration: a dead worker's shards move after this long.
+    #[arg(long, default_value = "10s", value_parser = humantime_ms)]
+    lease_duration: i64,
+    /// Roll a file when it reaches this size (MiB).
+    #[arg(long, default_value_t = 128)]
+    target_file_mb: u64,
+    /// Roll a file by size in bytes (overrides --target-file-mb; for tests).
+    #[arg(long, hide = true)]
+    target_file_bytes: Option<u64>,
+    /// Roll a file when it is this old (Firehose allows 60s–900s; 1s minimum).
+    #[arg(long, default_value = "300s", value_parser = humantime_ms)]
+    max_file_age: i64,
+    /// Rows per row group (each sorted by event time).
+    #[arg(long, default_value_t = edgeway_record::parquet::MAX_ROW_GROUP_ROWS)]
+    row_group_rows: usize,
+    /// Open files per shard before the least recently written one is rolled.
+    #[arg(long, default_value_t = pipeline::writer::DEFAULT_MAX_OPEN_FILES)]
+    max_open_files: usize,
+    /// Memory for rows waiting in row groups, all shards together (MiB).
+    #[arg(long, default_value_t = 512)]
+    memory_budget_mb: usize,
+    /// Wait after reading the tip of a shard (or the local log).
+    #[arg(long, default_value = "1s", value_parser = humantime_ms)]
+    idle_poll: i64,
+    /// How often to look for new shards and leases.
+    #[arg(long, default_value = "10s", value_parser = humantime_ms)]
+    discovery_interval: i64,
+    /// Create/update the Glue table on start (default: on with an s3:// lake).
+    #[arg(long, env = "PIPELINE_GLUE")]
+    glue: Option<bool>,
+    /// Serve Prometheus metrics on this address (`/metrics`).
+    #[arg(long, env = "PIPELINE_METRICS")]
+    metrics: Option<SocketAddr>,
+    /// Stop once every shard is read to its tip (batch runs, benchmarks).
+    #[arg(long)]
+    exit_when_idle: bool,
+    /// Worker threads (1 = current-thread runtime).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// AWS region (default: the SDK's chain, AWS_REGION).
+    #[arg(long, env = "AWS_REGION")]
+    region: Option<String>,
+    /// AWS endpoint override for emulators (moto, LocalStack).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Event time of the first record (ms); records are 2 ms apart.
+    #[arg(long, default_value_t = 1_763_776_800_000)]
+    base_ms: i64,
+    /// Also write the records as JSON lines here.
+    #[arg(long)]
+    jsonl: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct PutArgs {
+    #[arg(long)]
+    stream: String,
+    #[arg(long, default_value_t = 100_000)]
+    records: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 1_763_776_800_000)]
+    base_ms: i64,
+    #[arg(long, env = "AWS_REGION")]
+    region: Option<String>,
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[arg(long)]
+    log: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn humantime_ms(s: &str) -> Result<i64, String> {
+    let d = parse_duration(s)?;
+    Ok(d.as_millis() as i64)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("found `{s}`, expected a duration like 500ms, 10s, 5m"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => {
+            return Err(format!(
+                "found `{s}`, expected a duration like 500ms, 10s, 5m"
+            ))
+        }
+    })
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    eprintln!(
-        "pipeline: the consumer is not built yet (lake root would be {}); see the pipeline issue",
-        args.lake
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let threads = match &cli.cmd {
+        Cmd::Run(a) => a.threads,
+        _ => 1,
+    };
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pipeline: tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Run(a) => run(a).await,
+            Cmd::GenLog(a) => gen_log(a),
+            Cmd::PutKinesis(a) => put_kinesis(a).await,
+            Cmd::BenchEncode(a) => bench_encode(a).await,
+        }
+    });
+    match res {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pipeline: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<()> {
+    if a.max_file_age < 1000 || a.max_file_age > 900_000 {
+        bail!(
+            "--max-file-age: found {} ms, expected 1s..900s (Firehose uses 60s..900s)",
+            a.max_file_age
+        );
+    }
+    if a.local_log.is_none() && a.stream.is_none() {
+        bail!("give --stream NAME (Kinesis) or --local-log DIR (local mode)");
+    }
+    let lake = Lake::open(&a.lake, a.region.as_deref(), a.endpoint.as_deref())?;
+    let metrics = Arc::new(Metrics::default());
+    if let Some(addr) = a.metrics {
+        pipeline::metrics::serve(addr, metrics.clone())
+            .await
+            .with_context(|| format!("metrics listener {addr}"))?;
+    }
+    let cfg = WriterConfig {
+        target_file_bytes: a
+            .target_file_bytes
+            .unwrap_or(a.target_file_mb * 1024 * 1024)
+            .max(1),
+        max_file_age_ms: a.max_file_age,
+        row_group_rows: a.row_group_rows.max(1),
+        max_open_files: a.max_open_files.max(1),
+        memory_budget: a.memory_budget_mb * 1024 * 1024,
+    };
+    let ctx = WriterContext {
+        lake: lake.clone(),
+        cfg: Arc::new(cfg),
+        clock: Arc::new(SystemClock),
+        metrics: metrics.clone(),
+        buffered: Arc::new(AtomicUsize::new(0)),
+    };
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("SIGTERM handler: {e}");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down: finishing and checkpointing open files");
+        let _ = stop_tx.send(true);
+    });
+    let started = Instant::now();
+    if let Some(dir) = a.local_log {
+        pipeline::local::run(
+            LocalOptions {
+                dir,
+                idle_poll: Duration::from_millis(a.idle_poll as u64),
+                exit_when_idle: a.exit_when_idle,
+            },
+            ctx,
+            stop,
+        )
+        .await?;
+    } else if let Some(stream) = a.stream {
+        let settings = AwsSettings {
+            region: a.region.clone(),
+            endpoint: a.endpoint.clone(),
+        };
+        let sdk = sdk_config(&settings).await;
+        if a.glue.unwrap_or(lake.is_s3) {
+            let glue = aws_sdk_glue::Client::new(&sdk);
+            let location = edgeway_record::table::table_location(&lake.root);
+            let status = edgeway_record::table::ensure_table(&glue, &location)
+                .await
+                .context("Glue table")?;
+            tracing::info!(?status, %location, "glue table {}.{}", edgeway_record::table::DATABASE, edgeway_record::table::TABLE);
+        }
+        let leases = match &a.lease_table {
+            Some(t) => {
+                let owner = a.worker_id.clone().unwrap_or_else(|| {
+                    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                    format!("{}-{}", host.trim(), std::process::id())
+                });
+                Some(Arc::new(LeaseTable::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    t,
+                    &owner,
+                    if a.lease_duration > 0 {
+                        a.lease_duration
+                    } else {
+                        DEFAULT_LEASE_MS
+                    },
+                    ctx.clock.clone(),
+                    metrics.clone(),
+                )))
+            }
+            None => None,
+        };
+        let reader = Reader {
+            client: aws_sdk_kinesis::Client::new(&sdk),
+            ctx,
+            opts: Arc::new(KinesisOptions {
+                stream,
+                idle_poll: Duration::from_millis(a.idle_poll as u64),
+                discovery_interval: Duration::from_millis(a.discovery_interval as u64),
+                exit_when_idle: a.exit_when_idle,
+            }),
+        };
+        pipeline::kinesis::run(reader, leases, stop).await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let summary = serde_json::json!({
+        "records_in": get(&metrics.records_in),
+        "records_out": get(&metrics.records_out),
+        "files": get(&metrics.files_written),
+        "bytes": get(&metrics.bytes_written),
+        "errors": get(&metrics.errors),
+        "seconds": secs,
+    });
+    println!("{summary}");
+    tracing::info!(%summary, "stopped");
+    Ok(())
+}
+
+fn gen_log(a: GenArgs) -> anyhow::Result<()> {
+    let mut w = SegmentWriter::open(&a.dir, 64 * 1024 * 1024, u64::MAX, FsyncPolicy::Never)?;
+    let mut jsonl = match &a.jsonl {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
+        None => None,
+    };
+    const CHUNK: u64 = 50_000;
+    let mut i = 0;
+    while i < a.records {
+        let end = (i + CHUNK).min(a.records);
+        let recs: Vec<_> = (i..end)
+            .map(|k| pipeline::gen::record(a.seed, k, a.base_ms))
+            .collect();
+        if let Some(j) = jsonl.as_mut() {
+            use std::io::Write;
+            for r in &recs {
+                writeln!(j, "{}", pipeline::gen::json_line(r))?;
+            }
+        }
+        let instance = format!("gen{}-{i}", a.seed);
+        for (_, blob) in
+            pipeline::gen::aggregate(recs.iter().map(|r| r.to_bytes()), &instance, 256 * 1024)
+        {
+            w.append(&blob)?;
+        }
+        i = end;
+    }
+    w.sync()?;
+    if let Some(mut j) = jsonl {
+        use std::io::Write;
+        j.flush()?;
+    }
+    Ok(())
+}
+
+async fn put_kinesis(a: PutArgs) -> anyhow::Result<()> {
+    let sdk = sdk_config(&AwsSettings {
+        region: a.region,
+        endpoint: a.endpoint,
+    })
+    .await;
+    let client = aws_sdk_kinesis::Client::new(&sdk);
+    let recs = (0..a.records).map(|k| pipeline::gen::record(a.seed, k, a.base_ms).to_bytes());
+    let blobs = pipeline::gen::aggregate(recs, &format!("put{}", a.seed), 256 * 1024);
+    // PutRecords: at most 500 entries and 5 MiB per call.
+    let mut batch = Vec::new();
+    let mut size = 0;
+    let mut sent = 0;
+    for (key, blob) in blobs {
+        if batch.len() == 500 || size + blob.len() + key.len() > 5 * 1024 * 1024 {
+            sent += put_batch(&client, &a.stream, std::mem::take(&mut batch)).await?;
+            size = 0;
+        }
+        size += blob.len() + key.len();
+        batch.push(
+            aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                .partition_key(key)
+                .data(aws_sdk_kinesis::primitives::Blob::new(blob))
+                .build()?,
+        );
+    }
+    if !batch.is_empty() {
+        sent += put_batch(&client, &a.stream, batch).await?;
+    }
+    println!("{{\"kinesis_records\":{sent},\"records\":{}}}", a.records);
+    Ok(())
+}
+
+async fn put_batch(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    mut batch: Vec<aws_sdk_kinesis::types::PutRecordsRequestEntry>,
+) -> anyhow::Result<usize> {
+    let total = batch.len();
+    for attempt in 0..10 {
+        let resp = client
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(batch.clone()))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("PutRecords: {e:?}"))?;
+        if resp.failed_record_count().unwrap_or(0) == 0 {
+            return Ok(total);
+        }
+        // Retry only the failed entries.
+        batch = batch
+            .into_iter()
+            .zip(resp.records())
+            .filter(|(_, r)| r.error_code().is_some())
+            .map(|(e, _)| e)
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
+    }
+    bail!("PutRecords: entries still failing after retries")
+}
+
+async fn bench_encode(a: BenchArgs) -> anyhow::Result<()> {
+    use parquet::arrow::ArrowWriter;
+    // Load the log into memory first: the timed part is decode → Arrow → Parquet.
+    let mut reader = SegmentReader::new(&a.log, Default::default());
+    let mut blobs = Vec::new();
+    while let Some(f) = reader.next_frame()? {
+        blobs.push(f.payload);
+    }
+    let t = Instant::now();
+    let file = std::fs::File::create(&a.out)?;
+    let mut w = ArrowWriter::try_new(
+        file,
+        edgeway_record::arrow::schema(),
+        Some(edgeway_record::parquet::writer_properties()),
+    )?;
+    let mut rows = Vec::with_capacity(edgeway_record::parquet::MAX_ROW_GROUP_ROWS);
+    let mut n = 0u64;
+    for b in &blobs {
+        for data in edgeway_record::kpl::deaggregate(b)? {
+            rows.push(edgeway_record::AccessLogRecord::from_bytes(&data)?);
+            if rows.len() == edgeway_record::parquet::MAX_ROW_GROUP_ROWS {
+                w.write(&edgeway_record::arrow::to_sorted_batch(&rows)?)?;
+                w.flush()?;
+                n += rows.len() as u64;
+                rows.clear();
+            }
+        }
+    }
+    if !rows.is_empty() {
+        w.write(&edgeway_record::arrow::to_sorted_batch(&rows)?)?;
+        n += rows.len() as u64;
+    }
+    w.close()?;
+    let secs = t.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(&a.out)?.len();
+    println!(
+        "{}",
+        serde_json::json!({"records": n, "seconds": secs, "records_per_sec": n as f64 / secs, "bytes": bytes, "bytes_per_record": bytes as f64 / n.max(1) as f64})
     );
-    std::process::ExitCode::from(2)
+    Ok(())
 }

@@ -13,10 +13,13 @@
 pub mod kpl;
 pub mod record;
 pub mod segment;
+pub mod table;
 
 #[cfg(feature = "arrow")]
 pub mod arrow;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 
 pub use record::{AccessLogRecord, Column, ColumnKind, COLUMNS, RECORD_VERSION};

@@ -2,7 +2,9 @@
 //! origins in-process, real TLS clients. Nothing here is a fake of a component we ship.
 
 pub mod aws;
+pub mod kinesis;
 pub mod origin;
+pub mod pipeline_util;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};

@@ -1,0 +1,81 @@
+//! The lake's object store: a local directory or `s3://bucket/prefix`, both through
+//! `object_store`, so local mode and AWS mode write files through the same code path.
+
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjPath;
+use object_store::ObjectStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("lake root {root}: {message}")]
+    Root { root: String, message: String },
+}
+
+/// Where lake objects live: a store and the prefix inside it.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: String,
+    /// The root as the user gave it (for Glue's table location).
+    pub root: String,
+    pub is_s3: bool,
+}
+
+impl Lake {
+    /// `endpoint` overrides the S3 endpoint (moto, LocalStack): path-style, HTTP allowed.
+    pub fn open(
+        root: &str,
+        region: Option<&str>,
+        endpoint: Option<&str>,
+    ) -> Result<Lake, LakeError> {
+        let err = |message: String| LakeError::Root {
+            root: root.to_string(),
+            message,
+        };
+        if let Some(rest) = root.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(err("expected s3://bucket/prefix".into()));
+            }
+            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Some(r) = region {
+                b = b.with_region(r);
+            }
+            if let Some(e) = endpoint {
+                b = b
+                    .with_endpoint(e)
+                    .with_allow_http(true)
+                    .with_virtual_hosted_style_request(false);
+            }
+            let store = b.build().map_err(|e| err(e.to_string()))?;
+            Ok(Lake {
+                store: Arc::new(store),
+                prefix: prefix.trim_matches('/').to_string(),
+                root: format!("s3://{}", rest.trim_end_matches('/')),
+                is_s3: true,
+            })
+        } else {
+            let dir = root.strip_prefix("file://").unwrap_or(root);
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| err(e.to_string()))?;
+            Ok(Lake {
+                store: Arc::new(store),
+                prefix: String::new(),
+                root: root.to_string(),
+                is_s3: false,
+            })
+        }
+    }
+
+    /// The object path of `key` (relative to the lake root).
+    pub fn path(&self, key: &str) -> ObjPath {
+        if self.prefix.is_empty() {
+            ObjPath::from(key)
+        } else {
+            ObjPath::from(format!("{}/{key}", self.prefix))
+        }
+    }
+}

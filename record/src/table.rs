@@ -1,0 +1,494 @@
+//! The lake table: where files go and how Glue/Athena see them. One definition for the
+//! pipeline (which writes the files and ensures the table on start) and `lake init`.
+//!
+//! Layout, by event time (UTC):
+//!
+//! ```text
+//! <root>/access_logs/dt=YYYY-MM-DD/hour=HH/<shard>-<first sequence>.parquet
+//! <root>/errors/<shard>/<sequence>-<sub>.json          undecodable records, with the reason
+//! ```
+//!
+//! The Glue table is an external table over `<root>/access_logs/` with ParquetHiveSerDe,
+//! partition keys `dt` and `hour` (strings) and partition projection, so Athena finds new
+//! partitions without any registration. Columns come from [`COLUMNS`]: a field added to the
+//! contract becomes a column on the next [`ensure_table`]; a removed or retyped field is
+//! refused ([`TableError::Incompatible`]) because old files would no longer read.
+
+use std::collections::BTreeMap;
+
+use crate::COLUMNS;
+
+pub const DATABASE: &str = "edgeway";
+pub const TABLE: &str = "access_logs";
+/// Directory of the table under the lake root.
+pub const TABLE_DIR: &str = "access_logs";
+/// Directory of undecodable records under the lake root.
+pub const ERRORS_DIR: &str = "errors";
+pub const SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
+pub const INPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
+pub const OUTPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
+/// Partition keys, in path order; both are strings.
+pub const PARTITION_KEYS: [&str; 2] = ["dt", "hour"];
+/// First day the `dt` projection covers.
+pub const PROJECTION_START: &str = "2020-01-01";
+
+/// One hour of the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Partition {
+    pub year: i32,
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+}
+
+impl Partition {
+    /// The partition holding `event_time_ms` (UTC milliseconds since the epoch).
+    pub fn of(event_time_ms: i64) -> Partition {
+        let secs = event_time_ms.div_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let hour = (secs.rem_euclid(86_400) / 3600) as u8;
+        let (year, month, day) = civil_from_days(days);
+        Partition {
+            year: year as i32,
+            month,
+            day,
+            hour,
+        }
+    }
+
+    /// `YYYY-MM-DD`.
+    pub fn dt(&self) -> String {
+        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+
+    /// `HH`.
+    pub fn hour(&self) -> String {
+        format!("{:02}", self.hour)
+    }
+
+    /// `dt=YYYY-MM-DD/hour=HH`.
+    pub fn path(&self) -> String {
+        format!("dt={}/hour={}", self.dt(), self.hour())
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u8, u8) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Key of a data file relative to the lake root.
+pub fn data_file_key(p: &Partition, shard: &str, first_seq: &str) -> String {
+    format!("{TABLE_DIR}/{}/{shard}-{first_seq}.parquet", p.path())
+}
+
+/// Key of an error record relative to the lake root.
+pub fn error_key(shard: &str, seq: &str, sub: u32) -> String {
+    format!("{ERRORS_DIR}/{shard}/{seq}-{sub}.json")
+}
+
+/// `<root>/access_logs/` for a lake root such as `s3://bucket/prefix`.
+pub fn table_location(root: &str) -> String {
+    format!("{}/{TABLE_DIR}/", root.trim_end_matches('/'))
+}
+
+/// A table column as Glue sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableColumn {
+    pub name: String,
+    pub glue_type: String,
+    pub comment: String,
+}
+
+/// The data columns, from the contract.
+pub fn columns() -> Vec<TableColumn> {
+    COLUMNS
+        .iter()
+        .map(|c| TableColumn {
+            name: c.name.to_string(),
+            glue_type: c.kind.glue_type().to_string(),
+            // Glue limits comments to 255 characters.
+            comment: c.doc.chars().take(255).collect(),
+        })
+        .collect()
+}
+
+/// Table parameters: external Parquet table with partition projection on `dt` and `hour`.
+pub fn table_parameters(location: &str) -> BTreeMap<String, String> {
+    let loc = location.trim_end_matches('/');
+    [
+        ("EXTERNAL", "TRUE".to_string()),
+        ("classification", "parquet".to_string()),
+        ("parquet.compression", "ZSTD".to_string()),
+        ("projection.enabled", "true".to_string()),
+        ("projection.dt.type", "date".to_string()),
+        ("projection.dt.format", "yyyy-MM-dd".to_string()),
+        ("projection.dt.range", format!("{PROJECTION_START},NOW")),
+        ("projection.dt.interval", "1".to_string()),
+        ("projection.dt.interval.unit", "DAYS".to_string()),
+        ("projection.hour.type", "integer".to_string()),
+        ("projection.hour.range", "0,23".to_string()),
+        ("projection.hour.digits", "2".to_string()),
+        (
+            "storage.location.template",
+            format!("{loc}/dt=${{dt}}/hour=${{hour}}"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TableError {
+    #[error(
+        "table {DATABASE}.{TABLE} is incompatible with the record contract: {}. Removing or \
+         retyping a column would make existing files unreadable; add a new field instead, or \
+         migrate the table explicitly",
+        describe_incompatible(.removed, .retyped, .partition_keys)
+    )]
+    Incompatible {
+        /// Columns in the table that the contract no longer has.
+        removed: Vec<String>,
+        /// (column, type in the table, type in the contract).
+        retyped: Vec<(String, String, String)>,
+        /// The table's partition keys, when they are not `dt`, `hour`.
+        partition_keys: Option<Vec<String>>,
+    },
+    #[error("glue {op}: {message}")]
+    Glue { op: &'static str, message: String },
+}
+
+fn describe_incompatible(
+    removed: &[String],
+    retyped: &[(String, String, String)],
+    partition_keys: &Option<Vec<String>>,
+) -> String {
+    let mut parts = Vec::new();
+    if !removed.is_empty() {
+        parts.push(format!(
+            "column(s) {} are in the table but not in the contract",
+            removed.join(", ")
+        ));
+    }
+    for (name, had, want) in retyped {
+        parts.push(format!(
+            "column {name} is `{had}` in the table but `{want}` in the contract"
+        ));
+    }
+    if let Some(keys) = partition_keys {
+        parts.push(format!(
+            "partition keys are [{}], expected [dt, hour]",
+            keys.join(", ")
+        ));
+    }
+    parts.join("; ")
+}
+
+/// What [`plan_columns`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnPlan {
+    Unchanged,
+    /// The contract has these new columns; the table gets them appended.
+    Add(Vec<TableColumn>),
+}
+
+/// Compare the table's (name, type) columns and partition keys with the contract. Pure.
+pub fn plan_columns(
+    existing: &[(String, String)],
+    partition_keys: &[String],
+) -> Result<ColumnPlan, TableError> {
+    let wanted = columns();
+    let mut removed = Vec::new();
+    let mut retyped = Vec::new();
+    for (name, ty) in existing {
+        match wanted.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
+            None => removed.push(name.clone()),
+            Some(c) if !c.glue_type.eq_ignore_ascii_case(ty) => {
+                retyped.push((name.clone(), ty.clone(), c.glue_type.clone()))
+            }
+            Some(_) => {}
+        }
+    }
+    let keys_ok = partition_keys.len() == PARTITION_KEYS.len()
+        && partition_keys
+            .iter()
+            .zip(PARTITION_KEYS)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b));
+    if !removed.is_empty() || !retyped.is_empty() || !keys_ok {
+        return Err(TableError::Incompatible {
+            removed,
+            retyped,
+            partition_keys: (!keys_ok).then(|| partition_keys.to_vec()),
+        });
+    }
+    let added: Vec<TableColumn> = wanted
+        .into_iter()
+        .filter(|c| {
+            !existing
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(&c.name))
+        })
+        .collect();
+    Ok(if added.is_empty() {
+        ColumnPlan::Unchanged
+    } else {
+        ColumnPlan::Add(added)
+    })
+}
+
+/// What [`ensure_table`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableStatus {
+    Created,
+    Unchanged,
+    /// Columns appended for new contract fields.
+    Added(Vec<String>),
+}
+
+#[cfg(feature = "glue")]
+mod glue {
+    use super::*;
+    use aws_sdk_glue::error::ProvideErrorMetadata;
+    use aws_sdk_glue::types::{Column, DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
+
+    fn glue_err<E: ProvideErrorMetadata + std::fmt::Debug>(op: &'static str, e: E) -> TableError {
+        TableError::Glue {
+            op,
+            message: match (e.code(), e.message()) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_string(),
+                _ => format!("{e:?}"),
+            },
+        }
+    }
+
+    fn build_err(what: &'static str, e: aws_sdk_glue::error::BuildError) -> TableError {
+        TableError::Glue {
+            op: what,
+            message: e.to_string(),
+        }
+    }
+
+    fn column(c: &TableColumn) -> Result<Column, TableError> {
+        Column::builder()
+            .name(&c.name)
+            .r#type(&c.glue_type)
+            .comment(&c.comment)
+            .build()
+            .map_err(|e| build_err("build column", e))
+    }
+
+    fn table_input(location: &str, cols: &[TableColumn]) -> Result<TableInput, TableError> {
+        let serde = SerDeInfo::builder()
+            .serialization_library(SERDE)
+            .parameters("serialization.format", "1")
+            .build();
+        let sd = StorageDescriptor::builder()
+            .set_columns(Some(cols.iter().map(column).collect::<Result<_, _>>()?))
+            .location(location)
+            .input_format(INPUT_FORMAT)
+            .output_format(OUTPUT_FORMAT)
+            .compressed(true)
+            .serde_info(serde)
+            .build();
+        let keys = PARTITION_KEYS
+            .iter()
+            .map(|k| {
+                column(&TableColumn {
+                    name: k.to_string(),
+                    glue_type: "string".into(),
+                    comment: if *k == "dt" {
+                        "UTC date of event_time, YYYY-MM-DD".into()
+                    } else {
+                        "UTC hour of event_time, 00-23".into()
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        TableInput::builder()
+            .name(TABLE)
+            .description(
+                "Gateway access logs (one row per request), written by the edgeway pipeline",
+            )
+            .table_type("EXTERNAL_TABLE")
+            .set_parameters(Some(table_parameters(location).into_iter().collect()))
+            .set_partition_keys(Some(keys))
+            .storage_descriptor(sd)
+            .build()
+            .map_err(|e| build_err("build table", e))
+    }
+
+    /// Create the `edgeway` database and the `access_logs` table over `location`
+    /// (`s3://bucket/prefix/access_logs/`, see [`table_location`]) if missing; add columns for
+    /// new contract fields; refuse removed or retyped ones. Idempotent.
+    pub async fn ensure_table(
+        client: &aws_sdk_glue::Client,
+        location: &str,
+    ) -> Result<TableStatus, TableError> {
+        match client
+            .create_database()
+            .database_input(
+                DatabaseInput::builder()
+                    .name(DATABASE)
+                    .description("edgeway access-log lake")
+                    .build()
+                    .map_err(|e| build_err("build database", e))?,
+            )
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_already_exists_exception()) => {}
+            Err(e) => return Err(glue_err("CreateDatabase", e)),
+        }
+        let existing = match client
+            .get_table()
+            .database_name(DATABASE)
+            .name(TABLE)
+            .send()
+            .await
+        {
+            Ok(out) => out.table,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_not_found_exception()) =>
+            {
+                None
+            }
+            Err(e) => return Err(glue_err("GetTable", e)),
+        };
+        let Some(table) = existing else {
+            let input = table_input(location, &columns())?;
+            return match client
+                .create_table()
+                .database_name(DATABASE)
+                .table_input(input)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(TableStatus::Created),
+                // Another worker won the race: check what it created.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_already_exists_exception()) =>
+                {
+                    Box::pin(ensure_table(client, location)).await
+                }
+                Err(e) => Err(glue_err("CreateTable", e)),
+            };
+        };
+        let cols: Vec<(String, String)> = table
+            .storage_descriptor()
+            .map(|sd| sd.columns())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| (c.name().to_string(), c.r#type().unwrap_or("").to_string()))
+            .collect();
+        let keys: Vec<String> = table
+            .partition_keys()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        match plan_columns(&cols, &keys)? {
+            ColumnPlan::Unchanged => Ok(TableStatus::Unchanged),
+            ColumnPlan::Add(added) => {
+                // Keep the table's column order and append the new ones.
+                let mut all: Vec<TableColumn> = cols
+                    .iter()
+                    .filter_map(|(n, _)| columns().into_iter().find(|c| &c.name == n))
+                    .collect();
+                all.extend(added.iter().cloned());
+                client
+                    .update_table()
+                    .database_name(DATABASE)
+                    .table_input(table_input(location, &all)?)
+                    .send()
+                    .await
+                    .map_err(|e| glue_err("UpdateTable", e))?;
+                Ok(TableStatus::Added(
+                    added.into_iter().map(|c| c.name).collect(),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(feature = "glue")]
+pub use glue::ensure_table;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_by_utc_hour() {
+        // 2025-11-22T02:00:00.123Z
+        let p = Partition::of(1_763_776_800_123);
+        assert_eq!(p.path(), "dt=2025-11-22/hour=02");
+        assert_eq!(Partition::of(0).path(), "dt=1970-01-01/hour=00");
+        assert_eq!(Partition::of(-1).path(), "dt=1969-12-31/hour=23");
+        // Leap day and year ends.
+        assert_eq!(Partition::of(951_782_400_000).dt(), "2000-02-29");
+        assert_eq!(
+            Partition::of(1_735_689_599_999).path(),
+            "dt=2024-12-31/hour=23"
+        );
+        assert_eq!(
+            Partition::of(1_735_689_600_000).path(),
+            "dt=2025-01-01/hour=00"
+        );
+        assert_eq!(
+            data_file_key(&p, "shardId-000000000001", "4960"),
+            "access_logs/dt=2025-11-22/hour=02/shardId-000000000001-4960.parquet"
+        );
+    }
+
+    #[test]
+    fn parameters_project_dt_and_hour() {
+        let p = table_parameters("s3://b/lake/access_logs/");
+        assert_eq!(p["projection.enabled"], "true");
+        assert_eq!(p["projection.hour.range"], "0,23");
+        assert_eq!(
+            p["storage.location.template"],
+            "s3://b/lake/access_logs/dt=${dt}/hour=${hour}"
+        );
+        assert_eq!(table_location("s3://b/lake/"), "s3://b/lake/access_logs/");
+    }
+
+    #[test]
+    fn columns_added_are_planned_and_removals_refused() {
+        let keys = vec!["dt".to_string(), "hour".to_string()];
+        let all: Vec<(String, String)> = columns()
+            .into_iter()
+            .map(|c| (c.name, c.glue_type))
+            .collect();
+        assert_eq!(plan_columns(&all, &keys), Ok(ColumnPlan::Unchanged));
+        let fewer = &all[..all.len() - 2];
+        match plan_columns(fewer, &keys).unwrap() {
+            ColumnPlan::Add(cols) => assert_eq!(cols.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        let mut extra = all.clone();
+        extra.push(("legacy".into(), "string".into()));
+        extra[2].1 = "bigint".into();
+        let err = plan_columns(&extra, &keys).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("legacy") && msg.contains("request_id is `bigint`"),
+            "{msg}"
+        );
+        assert!(plan_columns(&all, &["day".to_string()]).is_err());
+    }
+}
