@@ -1,0 +1,337 @@
+//! Synthetic access logs for tests and benchmarks: deterministic records (a seed gives the
+//! same lake every time) spread over hours and files in the pipeline's layout. Tests call
+//! [`file_records`] to compute expected answers from exactly the records that were written.
+
+use chrono::{DateTime, Timelike};
+use edgeway_record::{AccessLogRecord, RECORD_VERSION};
+use object_store::{ObjectStoreExt, PutPayload};
+
+use crate::layout::Partition;
+use crate::root::Lake;
+use crate::LakeError;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub records: u64,
+    /// First hour, UTC milliseconds (rounded down to the hour).
+    pub start_ms: i64,
+    pub hours: u32,
+    pub files_per_hour: u32,
+    pub seed: u64,
+}
+
+impl Spec {
+    /// Records in file `file` of hour `hour`.
+    pub fn count(&self, hour: u32, file: u32) -> u64 {
+        let slots = u64::from(self.hours) * u64::from(self.files_per_hour);
+        let slot = u64::from(hour) * u64::from(self.files_per_hour) + u64::from(file);
+        self.records / slots + u64::from(slot < self.records % slots)
+    }
+
+    pub fn hour_start(&self, hour: u32) -> i64 {
+        self.start_ms - self.start_ms.rem_euclid(3_600_000) + i64::from(hour) * 3_600_000
+    }
+
+    /// The object name of a generated file, shaped like the pipeline's `<shard>-<firstSeq>`.
+    pub fn file_name(&self, hour: u32, file: u32) -> String {
+        format!(
+            "shardId-{file:012}-{:020}.parquet",
+            u64::from(hour) * 1_000_000_000 + self.seed % 1000
+        )
+    }
+}
+
+/// splitmix64: small, fast, and the same everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+    /// Skewed pick in 0..n (small indexes are much more frequent), like real client mixes.
+    fn skewed(&mut self, n: u64) -> u64 {
+        let u = self.unit();
+        ((u * u * u) * n as f64) as u64 % n
+    }
+}
+
+pub const ROUTES: &[(&str, &str, f64)] = &[
+    // route, cluster, typical latency (ms)
+    ("users", "api", 20.0),
+    ("orders", "orders", 40.0),
+    ("search", "search", 80.0),
+    ("static", "static", 5.0),
+    ("login", "api", 15.0),
+];
+const ISSUERS: &[&str] = &["https://idp.example.com", "https://partners.example.net"];
+const AGENTS: &[&str] = &[
+    "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+    "Mozilla/5.0 (Macintosh) Safari/605.1.15",
+    "curl/8.5.0",
+    "okhttp/4.12.0",
+    "python-requests/2.32",
+];
+
+/// Breaker state of a cluster at an instant: `search` opens for two minutes at minute 10 of
+/// every hour and probes half-open in minute 12, so breaker queries have openings to count.
+pub fn breaker_at(cluster: &str, t_ms: i64) -> &'static str {
+    let minute = (t_ms.rem_euclid(3_600_000)) / 60_000;
+    match (cluster, minute) {
+        ("search", 10 | 11) => "open",
+        ("search", 12) => "half_open",
+        _ => "closed",
+    }
+}
+
+/// The records of one file, in generation order (not sorted).
+pub fn file_records(spec: &Spec, hour: u32, file: u32) -> Vec<AccessLogRecord> {
+    let n = spec.count(hour, file);
+    let mut rng = Rng(spec.seed ^ (u64::from(hour) << 32) ^ (u64::from(file) << 16) ^ 0x5EED);
+    let t0 = spec.hour_start(hour);
+    (0..n)
+        .map(|i| record(&mut rng, spec.seed, t0, hour, file, i))
+        .collect()
+}
+
+fn record(rng: &mut Rng, seed: u64, t0: i64, hour: u32, file: u32, i: u64) -> AccessLogRecord {
+    let event_time = t0 + rng.below(3_600_000) as i64;
+    let no_route = rng.chance(0.02);
+    let (route, cluster, base_ms) = ROUTES[rng.below(ROUTES.len() as u64) as usize];
+    let method = match rng.below(20) {
+        0..=15 => "GET",
+        16..=18 => "POST",
+        _ => "DELETE",
+    };
+    let client = rng.skewed(500);
+    let client_ip = format!("198.51.{}.{}", client / 250, client % 250 + 1);
+    let https = rng.chance(0.7);
+    let (auth_result, subject, issuer) = match rng.below(100) {
+        0..=79 => (
+            "ok",
+            Some(format!("user-{}", rng.skewed(200))),
+            Some(ISSUERS[rng.below(10).min(1) as usize].to_string()),
+        ),
+        80..=89 => ("none", None, None),
+        90..=93 => ("missing", None, None),
+        94..=96 => ("invalid", None, None),
+        97..=98 => (
+            "expired",
+            None,
+            Some(ISSUERS[rng.below(2) as usize].to_string()),
+        ),
+        _ => ("denied", None, Some(ISSUERS[0].to_string())),
+    };
+    let limited = rng.chance(0.03);
+    let breaker = breaker_at(cluster, event_time);
+    // Latency: a log-normal-ish spread around the route's typical value.
+    let spread: f64 = (0..4).map(|_| rng.unit()).sum::<f64>() - 2.0;
+    let mut duration_ms = base_ms * (spread * 0.9).exp();
+    if rng.chance(0.01) {
+        duration_ms *= 20.0;
+    }
+    let (status, error_class, proxied) = if no_route {
+        (404, Some("no_route"), false)
+    } else if matches!(auth_result, "missing" | "invalid" | "expired") && route != "static" {
+        (401, Some("auth"), false)
+    } else if auth_result == "denied" && route != "static" {
+        (403, Some("forbidden"), false)
+    } else if limited {
+        (429, Some("rate_limited"), false)
+    } else if breaker == "open" {
+        (503, Some("breaker_open"), false)
+    } else {
+        match rng.below(1000) {
+            0..=9 => (500, None, true),
+            10..=14 => (502, Some("upstream_connect"), true),
+            15..=19 => (504, Some("upstream_timeout"), true),
+            20..=69 => (304, None, true),
+            70..=119 => (400, None, true),
+            120..=159 => (404, None, true),
+            160..=259 if method != "GET" => (201, None, true),
+            _ => (200, None, true),
+        }
+    };
+    if !proxied {
+        duration_ms = 0.05 + rng.unit() * 0.5;
+    }
+    let duration_ms = (duration_ms * 1000.0).round() / 1000.0;
+    let cache_status = match (route, status) {
+        (_, s) if s >= 400 => "no-store",
+        ("static", _) => {
+            if rng.chance(0.9) {
+                "public"
+            } else {
+                "no-store"
+            }
+        }
+        ("search", _) => {
+            if rng.chance(0.5) {
+                "public"
+            } else {
+                "private"
+            }
+        }
+        ("users", _) => "private",
+        _ => "no-store",
+    };
+    let sharded = matches!(route, "users" | "orders") && !no_route;
+    let endpoint = rng.below(3);
+    AccessLogRecord {
+        record_version: RECORD_VERSION,
+        event_time,
+        request_id: format!(
+            "{:08x}-{:04x}-7{:03x}-8{:03x}-{:012x}",
+            (event_time / 1000) as u32,
+            seed & 0xffff,
+            hour % 0x1000,
+            file % 0x1000,
+            i
+        ),
+        trace_id: rng
+            .chance(0.3)
+            .then(|| format!("{:016x}{:016x}", rng.next(), rng.next())),
+        client_ip,
+        client_port: 1024 + rng.below(60_000) as i32,
+        method: method.into(),
+        scheme: if https { "https" } else { "http" }.into(),
+        host: "api.example.com".into(),
+        path: format!("/v1/{route}/{}", rng.below(1000)),
+        query: rng.chance(0.2).then(|| format!("page={}", rng.below(10))),
+        http_version: if https { "HTTP/2" } else { "HTTP/1.1" }.into(),
+        status,
+        bytes_in: if method == "GET" {
+            0
+        } else {
+            100 + rng.below(4000) as i64
+        },
+        bytes_out: if status == 304 {
+            0
+        } else {
+            60 + rng.below(40_000) as i64
+        },
+        duration_ms,
+        upstream_connect_ms: (proxied && rng.chance(0.1)).then(|| 0.4 + rng.unit()),
+        upstream_response_ms: proxied.then(|| (duration_ms * 0.85 * 1000.0).round() / 1000.0),
+        route: (!no_route).then(|| route.to_string()),
+        upstream_cluster: (!no_route).then(|| cluster.to_string()),
+        upstream_addr: proxied.then(|| format!("10.0.{}.{}:8080", cluster.len(), endpoint + 1)),
+        shard: sharded.then(|| format!("{}", rng.below(8))),
+        cache_status: Some(cache_status.into()),
+        auth_result: auth_result.into(),
+        auth_subject: subject,
+        auth_issuer: issuer,
+        rate_limit: Some(if limited { "limited" } else { "allowed" }.into()),
+        breaker_state: (!no_route).then(|| breaker.to_string()),
+        error_class: error_class.map(Into::into),
+        tls_version: https.then(|| "TLSv1.3".into()),
+        tls_cipher: https.then(|| "TLS13_AES_128_GCM_SHA256".into()),
+        user_agent: Some(AGENTS[rng.below(AGENTS.len() as u64) as usize].into()),
+        referer: rng.chance(0.1).then(|| "https://www.example.com/".into()),
+        policy_version: "bf97fbc0fc64".into(),
+        gateway_instance: format!("gw-{}", 1 + rng.below(2)),
+    }
+}
+
+/// What [`write`] produced.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub files: u64,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// Write the whole generated lake under `lake`'s root, using every core.
+pub async fn write(lake: &Lake, spec: &Spec) -> Result<Report, LakeError> {
+    let jobs: Vec<(u32, u32)> = (0..spec.hours)
+        .flat_map(|h| (0..spec.files_per_hour).map(move |f| (h, f)))
+        .filter(|&(h, f)| spec.count(h, f) > 0)
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut report = Report::default();
+    for chunk in jobs.chunks(threads) {
+        let mut tasks = Vec::new();
+        for &(h, f) in chunk {
+            let spec = spec.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let recs = file_records(&spec, h, f);
+                let batch = edgeway_record::arrow::to_sorted_batch(&recs)
+                    .map_err(|e| LakeError::Parquet(e.to_string()))?;
+                let bytes = crate::writer::encode(&[batch])?;
+                Ok::<_, LakeError>((h, f, recs.len() as u64, bytes))
+            }));
+        }
+        for t in tasks {
+            let (h, f, rows, bytes) = t
+                .await
+                .map_err(|e| LakeError::Io(format!("generator task: {e}")))??;
+            let part = Partition::of_millis(spec.hour_start(h))
+                .ok_or_else(|| LakeError::Usage("start time out of range".into()))?;
+            let path = part.path(&lake.base).join(spec.file_name(h, f).as_str());
+            report.files += 1;
+            report.records += rows;
+            report.bytes += bytes.len() as u64;
+            lake.store
+                .put(&path, PutPayload::from(bytes))
+                .await
+                .map_err(|e| LakeError::Store(format!("{path}: {e}")))?;
+        }
+    }
+    Ok(report)
+}
+
+/// Parse `2025-01-01` or `2025-01-01T05:00:00Z` into UTC milliseconds.
+pub fn parse_start(s: &str) -> Option<i64> {
+    if let Some(d) = crate::layout::parse_dt(s) {
+        return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis());
+    }
+    let t = DateTime::parse_from_rfc3339(s).ok()?;
+    let _ = t.hour();
+    Some(t.timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_and_evenly_spread() {
+        let spec = Spec {
+            records: 1003,
+            start_ms: parse_start("2025-03-01T05:30:00Z").unwrap(),
+            hours: 2,
+            files_per_hour: 5,
+            seed: 7,
+        };
+        let total: u64 = (0..2)
+            .flat_map(|h| (0..5).map(move |f| (h, f)))
+            .map(|(h, f)| spec.count(h, f))
+            .sum();
+        assert_eq!(total, 1003);
+        let a = file_records(&spec, 1, 3);
+        assert_eq!(a, file_records(&spec, 1, 3));
+        let p = Partition::of_millis(a[0].event_time).unwrap();
+        assert_eq!((p.dt_string(), p.hour), ("2025-03-01".to_string(), 6));
+        let mut ids: Vec<_> = (0..2)
+            .flat_map(|h| (0..5).map(move |f| (h, f)))
+            .flat_map(|(h, f)| file_records(&spec, h, f))
+            .map(|r| r.request_id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 1003, "request ids are unique");
+    }
+}
