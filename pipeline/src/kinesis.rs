@@ -267,7 +267,10 @@ impl Reader {
                 let data = r.data().as_ref();
                 bytes += data.len();
                 match Seq::parse(r.sequence_number()) {
-                    Some(seq) => w.ingest(&seq, data).await?,
+                    Some(seq) => {
+                        w.ingest(&seq, data).await?;
+                        w.maintain().await?;
+                    }
                     None => {
                         inc(&m.errors, 1);
                         tracing::error!(%shard, seq = r.sequence_number(), "record with an unparsable sequence number skipped");

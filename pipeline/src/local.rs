@@ -49,6 +49,8 @@ pub async fn run(
                 match reader.next_frame() {
                     Ok(Some(f)) => {
                         w.ingest(&Seq::from_position(f.at), &f.payload).await?;
+                        // Size rolls happen at aggregate boundaries, not once per pass.
+                        w.maintain().await?;
                         n += 1;
                     }
                     Ok(None) => break,
