@@ -11,7 +11,7 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 
-use gateway::{admin, policy, proxy, reload, state, tls};
+use gateway::{access_log, admin, policy, proxy, reload, state, tls};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -80,9 +80,11 @@ struct RunArgs {
     /// Seconds to keep serving in-flight requests after SIGTERM before exiting.
     #[arg(long, env = "GATEWAY_GRACE_SECONDS", default_value_t = 10)]
     grace_seconds: u64,
-    /// Log one line per request to stdout (until the access-log sink is configured).
-    #[arg(long, env = "GATEWAY_LOG_REQUESTS", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Also log one JSON line per request to stdout (the access-log sink is separate).
+    #[arg(long, env = "GATEWAY_LOG_REQUESTS", default_value_t = false, action = clap::ArgAction::Set)]
     log_requests: bool,
+    #[command(flatten)]
+    access_log: AccessLogArgs,
     /// Take over the listeners of a running gateway (zero-downtime upgrade; see README).
     #[arg(long)]
     upgrade: bool,
@@ -96,6 +98,82 @@ struct RunArgs {
     /// PID file (used by the upgrade procedure).
     #[arg(long, env = "GATEWAY_PID_FILE", default_value = "/tmp/edgeway.pid")]
     pid_file: String,
+}
+
+/// Access-log sink settings.
+#[derive(clap::Args)]
+struct AccessLogArgs {
+    /// Directory of the durable access log (segment files). Without `--kinesis-stream` this is
+    /// the embedded local log that `pipeline --local-log` reads; with it, the spool that
+    /// buffers Kinesis outages and restarts. Empty disables access logging.
+    #[arg(long, env = "GATEWAY_ACCESS_LOG_DIR", default_value = "data/accesslog")]
+    access_log_dir: PathBuf,
+    /// Kinesis stream to ship records to (credentials and region from the AWS SDK chain).
+    #[arg(long, env = "GATEWAY_KINESIS_STREAM")]
+    kinesis_stream: Option<String>,
+    /// AWS region (default: the SDK's environment/profile lookup).
+    #[arg(long, env = "AWS_REGION")]
+    aws_region: Option<String>,
+    /// AWS endpoint override, for emulators (e.g. http://127.0.0.1:5000).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    aws_endpoint: Option<String>,
+    /// When log appends reach the disk: `always`, `never`, or an interval like `1s`.
+    #[arg(long, env = "GATEWAY_ACCESS_LOG_FSYNC", default_value = "1s")]
+    access_log_fsync: edgeway_record::segment::FsyncPolicy,
+    /// Largest size of the log on disk (e.g. `4GiB`, `500MiB`); beyond it new records are
+    /// dropped and counted.
+    #[arg(long, env = "GATEWAY_ACCESS_LOG_CAP", default_value = "4GiB", value_parser = parse_size)]
+    access_log_cap: u64,
+    /// Size of one log segment file (e.g. `64MiB`).
+    #[arg(long, env = "GATEWAY_ACCESS_LOG_SEGMENT", default_value = "64MiB", value_parser = parse_size)]
+    access_log_segment: u64,
+    /// Longest wait for one PutRecords call before it is retried.
+    #[arg(long, env = "GATEWAY_KINESIS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    kinesis_timeout: std::time::Duration,
+    /// Longest a record waits in memory before it is written, e.g. `200ms`.
+    #[arg(long, env = "GATEWAY_ACCESS_LOG_LINGER", default_value = "200ms", value_parser = humantime::parse_duration)]
+    access_log_linger: std::time::Duration,
+    /// Records buffered in memory; beyond it records are dropped and counted.
+    #[arg(long, env = "GATEWAY_ACCESS_LOG_QUEUE", default_value_t = 65536)]
+    access_log_queue: usize,
+    /// Identifies this gateway in records and Kinesis batch ids (default: host name).
+    #[arg(long, env = "GATEWAY_INSTANCE_ID")]
+    instance_id: Option<String>,
+}
+
+/// `4096`, `64KiB`, `500MiB`, `4GiB` → bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("found `{s}`, expected a size like `64MiB`"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "found `{s}`, expected a size like `64MiB` (B, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("found `{s}`, expected a positive size"))
+}
+
+fn instance_id(explicit: Option<String>) -> String {
+    explicit
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gateway".into())
 }
 
 fn main() -> ExitCode {
@@ -207,9 +285,41 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    let instance = instance_id(args.access_log.instance_id.clone());
+    let al = &args.access_log;
+    let (access_log, sink) = if al.access_log_dir.as_os_str().is_empty() {
+        (None, None)
+    } else {
+        let metrics = Arc::new(access_log::LogMetrics::new(&shared.metrics.registry));
+        let config = access_log::AccessLogConfig {
+            dir: al.access_log_dir.clone(),
+            stream: al.kinesis_stream.clone().filter(|s| !s.is_empty()),
+            aws: edgeway_record::aws::AwsSettings {
+                region: al.aws_region.clone(),
+                endpoint: al.aws_endpoint.clone(),
+            },
+            fsync: al.access_log_fsync,
+            queue_capacity: al.access_log_queue,
+            linger: al.access_log_linger,
+            segment_bytes: al.access_log_segment,
+            cap_bytes: al.access_log_cap,
+            put_timeout: al.kinesis_timeout,
+            instance: instance.clone(),
+        };
+        tracing::info!(
+            dir = %config.dir.display(),
+            kinesis_stream = config.stream.as_deref().unwrap_or("-"),
+            "access log enabled"
+        );
+        let (handle, sink) = access_log::Sink::start(config, metrics)?;
+        (Some(handle), Some(sink))
+    };
+
     let gateway = proxy::Gateway {
         shared: Arc::clone(&shared),
         log_requests: args.log_requests,
+        access_log,
+        records: access_log::RecordBuilder { instance },
     };
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     if !args.http.is_empty() {
@@ -243,5 +353,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
 
     tracing::info!(http = %args.http, https = %args.https, admin = %args.admin, threads = args.threads, "gateway starting");
-    server.run_forever();
+    // `run` returns once in-flight requests have drained (SIGTERM) or at once (SIGINT); the
+    // access log then flushes its queue to disk and gives Kinesis a last chance.
+    server.run(pingora::server::RunArgs::default());
+    if let Some(sink) = sink {
+        sink.shutdown(std::time::Duration::from_secs(10));
+    }
+    tracing::info!("gateway stopped");
+    Ok(())
 }

@@ -14,8 +14,10 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::access_log::{self, AccessLog, RecordBuilder};
 use crate::request_id;
 use crate::state::{Runtime, Shared};
+use edgeway_record::{AccessLogRecord, RECORD_VERSION};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -30,17 +32,27 @@ const MAX_CONNECT_ATTEMPTS: usize = 3;
 
 pub struct Gateway {
     pub shared: Arc<Shared>,
+    /// Also write one tracing line per request (stdout).
     pub log_requests: bool,
+    pub access_log: Option<AccessLog>,
+    pub records: RecordBuilder,
 }
 
 pub struct Ctx {
     rt: Arc<Runtime>,
     start: Instant,
+    event_time_ms: i64,
     request_id: String,
+    client_ip: Option<IpAddr>,
     route: Option<usize>,
     upstream: Option<String>,
     connect_attempts: usize,
     error_class: Option<&'static str>,
+    /// When the current upstream attempt started (peer selected).
+    upstream_start: Option<Instant>,
+    upstream_connected: Option<Instant>,
+    upstream_connect_ms: Option<f64>,
+    upstream_response_ms: Option<f64>,
 }
 
 impl Ctx {
@@ -57,6 +69,39 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
+/// The client: the TCP peer, or, when the peer is a trusted proxy, the right-most
+/// `X-Forwarded-For` hop that is not itself trusted.
+fn effective_client_ip(
+    session: &Session,
+    forwarding: &crate::policy::Forwarding,
+) -> Option<IpAddr> {
+    let peer = client_ip(session)?;
+    if !forwarding.is_trusted(peer) {
+        return Some(peer);
+    }
+    let Some(xff) = session
+        .req_header()
+        .headers
+        .get(X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Some(peer);
+    };
+    let mut last = peer;
+    for hop in xff.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if forwarding.is_trusted(ip) => last = ip,
+            Ok(ip) => return Some(ip),
+            Err(_) => break,
+        }
+    }
+    Some(last)
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 fn is_tls(session: &Session) -> bool {
     session.digest().is_some_and(|d| d.ssl_digest.is_some())
 }
@@ -68,6 +113,71 @@ fn request_host(session: &Session) -> &str {
         .map(|a| a.as_str())
         .or_else(|| req.headers.get(HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Gateway {
+    /// The access-log record of a finished request. Never copies a token, cookie or
+    /// Authorization value; the query keeps only allow-listed parameters.
+    fn record(
+        &self,
+        session: &Session,
+        ctx: &Ctx,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) -> AccessLogRecord {
+        let req = session.req_header();
+        let policy = &ctx.rt.policy;
+        let route = ctx.route.map(|i| &policy.routes[i]);
+        let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
+        let peer = session.client_addr().and_then(|a| a.as_inet());
+        AccessLogRecord {
+            record_version: RECORD_VERSION,
+            event_time: ctx.event_time_ms,
+            request_id: ctx.request_id.clone(),
+            trace_id: access_log::record::trace_id(req.headers.get("traceparent")),
+            client_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+            client_port: peer.map_or(0, |a| i32::from(a.port())),
+            method: req.method.as_str().to_string(),
+            scheme: if tls.is_some() { "https" } else { "http" }.to_string(),
+            host: access_log::record::host_only(request_host(session)),
+            path: access_log::record::truncate(req.uri.path(), 2048),
+            query: access_log::record::filter_query(
+                req.uri.query(),
+                &policy.access_log.query_params,
+            ),
+            http_version: access_log::record::http_version(req.version).to_string(),
+            status: i32::from(status),
+            bytes_in: session.body_bytes_read() as i64,
+            bytes_out: session.body_bytes_sent() as i64,
+            duration_ms: ms(elapsed),
+            upstream_connect_ms: ctx.upstream_connect_ms,
+            upstream_response_ms: ctx.upstream_response_ms,
+            route: route.map(|r| r.name.to_string()),
+            upstream_cluster: route.map(|r| ctx.rt.clusters[r.cluster].spec.name.to_string()),
+            upstream_addr: ctx.upstream.clone(),
+            shard: None,
+            cache_status: None,
+            auth_result: "none".to_string(),
+            auth_subject: None,
+            auth_issuer: None,
+            rate_limit: None,
+            breaker_state: None,
+            error_class: ctx.error_class.map(str::to_string),
+            tls_version: tls.map(|t| t.version.to_string()),
+            tls_cipher: tls.map(|t| t.cipher.to_string()),
+            user_agent: access_log::record::header_text(req.headers.get(http::header::USER_AGENT)),
+            referer: access_log::record::referer(req.headers.get(http::header::REFERER)),
+            policy_version: policy.version.to_string(),
+            gateway_instance: self.records.instance.clone(),
+        }
+    }
 }
 
 /// Map a proxy error to (status, error class for logs and the JSON body).
@@ -158,11 +268,17 @@ impl ProxyHttp for Gateway {
         Ctx {
             rt: self.shared.current.load_full(),
             start: Instant::now(),
+            event_time_ms: 0,
             request_id: String::new(),
+            client_ip: None,
             route: None,
             upstream: None,
             connect_attempts: 0,
             error_class: None,
+            upstream_start: None,
+            upstream_connected: None,
+            upstream_connect_ms: None,
+            upstream_response_ms: None,
         }
     }
 
@@ -170,6 +286,8 @@ impl ProxyHttp for Gateway {
         // A request on a reused connection gets the policy current now, not at accept time.
         ctx.rt = self.shared.current.load_full();
         ctx.start = Instant::now();
+        ctx.event_time_ms = now_ms();
+        ctx.client_ip = effective_client_ip(session, &ctx.rt.policy.forwarding);
         ctx.request_id = request_id::accept_or_generate(
             session
                 .req_header()
@@ -213,7 +331,37 @@ impl ProxyHttp for Gateway {
         };
         let peer = Box::new(cluster.peer(&backend));
         ctx.upstream = Some(backend.addr.to_string());
+        ctx.upstream_start = Some(Instant::now());
         Ok(peer)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        let now = Instant::now();
+        ctx.upstream_connected = Some(now);
+        ctx.upstream_connect_ms = match (reused, ctx.upstream_start) {
+            (false, Some(t)) => Some(ms(now - t)),
+            _ => None,
+        };
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        ctx.upstream_response_ms = ctx.upstream_connected.map(|t| ms(t.elapsed()));
+        Ok(())
     }
 
     fn fail_to_connect(
@@ -331,6 +479,14 @@ impl ProxyHttp for Gateway {
             None => &ctx.rt.unrouted_metrics,
         };
         m.observe(status, elapsed.as_secs_f64());
+        if ctx.request_id.is_empty() {
+            // The request never reached request_filter (malformed): still give it an id.
+            ctx.request_id = request_id::accept_or_generate(None);
+            ctx.event_time_ms = now_ms();
+        }
+        if let Some(log) = &self.access_log {
+            log.emit(self.record(session, ctx, status, elapsed));
+        }
         if self.log_requests {
             let req = session.req_header();
             let route = ctx
@@ -340,14 +496,14 @@ impl ProxyHttp for Gateway {
             tracing::info!(
                 target: "access",
                 request_id = %ctx.request_id,
-                client = %client_ip(session).map(|i| i.to_string()).unwrap_or_default(),
+                client = %ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
                 method = %req.method,
                 host = %request_host(session),
                 path = %req.uri.path(),
                 status,
                 route,
                 upstream = ctx.upstream.as_deref().unwrap_or("-"),
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                duration_ms = ms(elapsed),
                 error = ctx.error_class.unwrap_or(""),
                 detail = %e.map(|e| e.etype().as_str()).unwrap_or(""),
                 policy_version = %ctx.rt.policy.version,

@@ -138,14 +138,60 @@ pub fn deaggregate(blob: &[u8]) -> Result<Vec<Vec<u8>>, KplError> {
     Ok(agg.records.into_iter().map(|r| r.data).collect())
 }
 
-/// The partition key of an aggregated blob (the batch id the gateway gave it).
-pub fn partition_key(blob: &[u8]) -> Option<String> {
+/// Walk the top-level fields of an aggregate without copying record data:
+/// calls `f(tag, value)` for each length-delimited field; stops on malformed input.
+fn top_level_fields(blob: &[u8], mut f: impl FnMut(u32, &[u8]) -> bool) {
     if blob.len() < MAGIC.len() + DIGEST_LEN || blob[..MAGIC.len()] != MAGIC {
-        return None;
+        return;
     }
-    AggregatedRecord::decode(&blob[MAGIC.len()..blob.len() - DIGEST_LEN])
-        .ok()
-        .and_then(|a| a.partition_key_table.into_iter().next())
+    let mut body = &blob[MAGIC.len()..blob.len() - DIGEST_LEN];
+    while !body.is_empty() {
+        let Ok((tag, wire)) = prost::encoding::decode_key(&mut body) else {
+            return;
+        };
+        if wire != WireType::LengthDelimited {
+            return;
+        }
+        let Ok(len) = prost::encoding::decode_varint(&mut body) else {
+            return;
+        };
+        let len = len as usize;
+        if len > body.len() {
+            return;
+        }
+        let (value, rest) = body.split_at(len);
+        if !f(tag, value) {
+            return;
+        }
+        body = rest;
+    }
+}
+
+/// The partition key of an aggregated blob (the batch id the gateway gave it), read without
+/// decoding the records.
+pub fn partition_key(blob: &[u8]) -> Option<String> {
+    let mut key = None;
+    top_level_fields(blob, |tag, value| {
+        if tag == 1 {
+            key = String::from_utf8(value.to_vec()).ok();
+            return false;
+        }
+        true
+    });
+    key
+}
+
+/// How many user records an aggregate holds (1 for a plain blob), without decoding them.
+pub fn count_records(blob: &[u8]) -> u64 {
+    if blob.len() < MAGIC.len() + DIGEST_LEN || blob[..MAGIC.len()] != MAGIC {
+        return 1;
+    }
+    let mut n = 0;
+    top_level_fields(blob, |tag, _| {
+        n += u64::from(tag == 3);
+        true
+    });
+    n
 }
 
 #[cfg(test)]
@@ -184,6 +230,8 @@ mod tests {
             vec![b"one".to_vec(), vec![], vec![7u8; 300]]
         );
         assert_eq!(partition_key(&blob).as_deref(), Some("batch-1"));
+        assert_eq!(count_records(&blob), 3);
+        assert_eq!(count_records(b"plain"), 1);
     }
 
     #[test]

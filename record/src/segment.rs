@@ -288,6 +288,12 @@ impl SegmentReader {
         self.pos
     }
 
+    /// Continue reading from `pos` (a position this reader returned earlier).
+    pub fn seek(&mut self, pos: Position) {
+        self.pos = pos;
+        self.file = None;
+    }
+
     fn open_at(&mut self) -> io::Result<bool> {
         let segs = list_segments(&self.dir)?;
         // The segment we are at may have been released; move to the first one after it.

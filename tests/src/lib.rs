@@ -73,6 +73,15 @@ impl Gateway {
     }
 
     pub async fn start_with(files: &[(&str, &str)], extra_args: &[&str]) -> Gateway {
+        Self::start_env(files, extra_args, &[]).await
+    }
+
+    /// Start with extra arguments and environment (e.g. `Moto::env()`).
+    pub async fn start_env(
+        files: &[(&str, &str)],
+        extra_args: &[&str],
+        env: &[(&str, String)],
+    ) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).expect("mkdir");
@@ -84,8 +93,16 @@ impl Gateway {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let certs = dir.path().join("certs");
         let log = dir.path().join("gateway.log");
-        let child = Command::new(bin("gateway"))
-            .arg("run")
+        let mut cmd = Command::new(bin("gateway"));
+        cmd.arg("run");
+        if !extra_args.contains(&"--access-log-dir") {
+            cmd.arg("--access-log-dir")
+                .arg(dir.path().join("accesslog"));
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .arg("--policies")
             .arg(&policies)
             .args(["--http", &http.to_string()])
@@ -140,6 +157,10 @@ impl Gateway {
         format!("http://{}{}", self.http, path)
     }
 
+    pub fn access_log_dir(&self) -> PathBuf {
+        self.dir.path().join("accesslog")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -182,6 +203,23 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every batch in a local access log: (batch id, records).
+pub fn read_access_log(dir: &Path) -> Vec<(String, Vec<edgeway_record::AccessLogRecord>)> {
+    use edgeway_record::segment::{Position, SegmentReader};
+    let mut r = SegmentReader::new(dir, Position::default());
+    let mut out = Vec::new();
+    while let Some(frame) = r.next_frame().expect("read log") {
+        let key = edgeway_record::kpl::partition_key(&frame.payload).unwrap_or_default();
+        let recs = edgeway_record::kpl::deaggregate(&frame.payload)
+            .expect("valid aggregate")
+            .iter()
+            .map(|b| edgeway_record::AccessLogRecord::from_bytes(b).expect("valid record"))
+            .collect();
+        out.push((key, recs));
+    }
+    out
 }
 
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {

@@ -21,6 +21,11 @@ pub struct PolicyFile {
     #[schemars(with = "Option<ForwardingFile>")]
     pub forwarding: Option<Spanned<ForwardingFile>>,
 
+    /// What access-log records keep. At most one file may set this.
+    #[serde(default)]
+    #[schemars(with = "Option<AccessLogFile>")]
+    pub access_log: Option<Spanned<AccessLogFile>>,
+
     /// Upstream clusters, keyed by name: `[cluster.<name>]`.
     #[serde(default, rename = "cluster")]
     #[schemars(with = "BTreeMap<String, ClusterFile>")]
@@ -43,6 +48,18 @@ pub struct ForwardingFile {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub trusted_proxies: Vec<Spanned<String>>,
+}
+
+/// `[access_log]`: what the per-request record may contain.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFile {
+    /// Query parameter names whose values are recorded (`query` column). Every other
+    /// parameter is dropped, so tokens and personal data in URLs never reach the lake.
+    /// Default: none.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub query_params: Vec<Spanned<String>>,
 }
 
 /// `[[route]]`: which requests go to which cluster.

@@ -77,7 +77,15 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     pub clusters: Vec<ClusterSpec>,
     pub forwarding: Forwarding,
+    pub access_log: AccessLogPolicy,
     pub router: Router,
+}
+
+/// What access-log records keep.
+#[derive(Debug, Default)]
+pub struct AccessLogPolicy {
+    /// Allow-listed query parameter names (exact, case-sensitive).
+    pub query_params: Vec<String>,
 }
 
 #[derive(Debug)]

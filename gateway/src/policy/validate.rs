@@ -13,8 +13,8 @@ use toml::Spanned;
 
 use super::file::{ClusterFile, PolicyFile, RouteFile};
 use super::{
-    line_col, ClusterSpec, Forwarding, HealthCheckSpec, HostMatch, PolicyError, PolicyErrors,
-    Route, Snapshot, Source, UpstreamTls,
+    line_col, AccessLogPolicy, ClusterSpec, Forwarding, HealthCheckSpec, HostMatch, PolicyError,
+    PolicyErrors, Route, Snapshot, Source, UpstreamTls,
 };
 use crate::route::Router;
 
@@ -127,6 +127,37 @@ pub fn validate(sources: &[Source], base_dir: &Path) -> Result<Snapshot, PolicyE
         }
     }
 
+    // 3b. Access log (at most one section).
+    let mut access_log = AccessLogPolicy::default();
+    let mut access_log_seen: Option<usize> = None;
+    for (fi, f) in &files {
+        let Some(al) = &f.access_log else { continue };
+        if let Some(other) = access_log_seen {
+            let other = sources[other].path.display().to_string();
+            errs.at(
+                *fi,
+                al.span(),
+                "access_log",
+                format!("duplicate [access_log] section, already set in {other}"),
+            );
+            continue;
+        }
+        access_log_seen = Some(*fi);
+        for (k, p) in al.get_ref().query_params.iter().enumerate() {
+            let name = p.get_ref();
+            if name.is_empty() || name.contains(['&', '=', ' ']) {
+                errs.at(
+                    *fi,
+                    p.span(),
+                    &format!("access_log.query_params[{k}]"),
+                    format!("found `{name}`, expected a query parameter name"),
+                );
+            } else if !access_log.query_params.contains(name) {
+                access_log.query_params.push(name.clone());
+            }
+        }
+    }
+
     // 4. Routes.
     let mut routes: Vec<Route> = Vec::new();
     let mut route_names: HashMap<String, usize> = HashMap::new();
@@ -200,6 +231,7 @@ pub fn validate(sources: &[Source], base_dir: &Path) -> Result<Snapshot, PolicyE
         routes,
         clusters,
         forwarding,
+        access_log,
         router,
     })
 }

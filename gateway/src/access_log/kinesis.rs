@@ -1,0 +1,257 @@
+//! The shipper: tails the segment log and sends its aggregates to Kinesis with PutRecords,
+//! retrying only the entries that failed, and checkpoints after Kinesis acknowledged them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use edgeway_record::kpl;
+use edgeway_record::segment::{load_position, save_position, Position, SegmentReader};
+use tokio::sync::Notify;
+
+use super::writer::LogWriter;
+use super::{AccessLogConfig, LogMetrics};
+
+/// Kinesis PutRecords: at most 500 entries per call
+/// (<https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html>).
+pub const MAX_ENTRIES_PER_CALL: usize = 500;
+/// Kinesis PutRecords: at most 5 MiB per call, data and partition keys included.
+pub const MAX_BYTES_PER_CALL: usize = 5 * 1024 * 1024;
+/// Retry backoff bounds (full jitter between 0 and the current ceiling).
+const BACKOFF_START: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// At shutdown, how long to keep trying before leaving the rest in the log.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+struct Entry {
+    key: String,
+    blob: Vec<u8>,
+    records: u64,
+    next: Position,
+}
+
+pub async fn ship(
+    cfg: AccessLogConfig,
+    stream: String,
+    log: Arc<Mutex<LogWriter>>,
+    written: Arc<Notify>,
+    metrics: Arc<LogMetrics>,
+    stop: Arc<AtomicBool>,
+) {
+    let sdk = edgeway_record::aws::sdk_config(&cfg.aws).await;
+    let client = aws_sdk_kinesis::Client::new(&sdk);
+    let cursor_path = cfg.dir.join("kinesis.pos");
+    let start = match load_position(&cursor_path) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "access log: unreadable Kinesis checkpoint; shipping from the start of the log");
+            Position::default()
+        }
+    };
+    let mut reader = SegmentReader::new(&cfg.dir, start);
+    lock(&log).shipped = Some(start);
+    // Everything already in the log at start-up is a replay (after a crash or an outage that
+    // outlived the previous process).
+    let mut replay_until = lock(&log).seg.end();
+    let mut stop_deadline: Option<Instant> = None;
+
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        if stopping && stop_deadline.is_none() {
+            stop_deadline = Some(Instant::now() + SHUTDOWN_DEADLINE);
+        }
+        let batch = read_batch(&mut reader);
+        if batch.is_empty() {
+            {
+                let mut w = lock(&log);
+                w.shipped = Some(reader.position());
+                w.update_gauges();
+            }
+            if stopping {
+                return;
+            }
+            tokio::select! {
+                _ = written.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            continue;
+        }
+        let last = batch.last().map(|e| e.next).unwrap_or_default();
+        let replay = batch[0].next <= replay_until;
+        let count: u64 = batch.iter().map(|e| e.records).sum();
+        if !send_all(
+            &client,
+            &stream,
+            batch,
+            &metrics,
+            &stop,
+            &mut stop_deadline,
+            cfg.put_timeout,
+        )
+        .await
+        {
+            // Shutting down with entries unacknowledged: they stay in the log (the checkpoint
+            // is not advanced) and go out on the next start.
+            tracing::warn!(records = count, "access log: Kinesis did not take every record before shutdown; they stay in the local log");
+            return;
+        }
+        if replay {
+            metrics.replayed.inc_by(count);
+        }
+        metrics.sent.inc_by(count);
+        if let Err(e) = save_position(&cursor_path, last) {
+            tracing::error!(error = %e, "access log: cannot save the Kinesis checkpoint; records may be sent again after a restart");
+        }
+        {
+            let mut w = lock(&log);
+            if let Err(e) = w.seg.release_before(last) {
+                tracing::warn!(error = %e, "access log: cannot delete shipped segments");
+            }
+            w.shipped = Some(last);
+            w.update_gauges();
+            if replay_until <= last {
+                replay_until = Position::default();
+            }
+        }
+    }
+}
+
+fn lock(log: &Mutex<LogWriter>) -> std::sync::MutexGuard<'_, LogWriter> {
+    log.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Read frames into one PutRecords call's worth of entries.
+fn read_batch(reader: &mut SegmentReader) -> Vec<Entry> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    while batch.len() < MAX_ENTRIES_PER_CALL {
+        // Remember where this frame starts, to give it back if it does not fit this call.
+        let before = reader.position();
+        let frame = match reader.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "access log: cannot read the local log");
+                break;
+            }
+        };
+        let key = kpl::partition_key(&frame.payload)
+            .unwrap_or_else(|| format!("seg-{}-{}", frame.at.segment, frame.at.offset));
+        let size = frame.payload.len() + key.len();
+        if bytes + size > MAX_BYTES_PER_CALL && !batch.is_empty() {
+            reader.seek(before);
+            break;
+        }
+        bytes += size;
+        batch.push(Entry {
+            records: kpl::count_records(&frame.payload),
+            key,
+            blob: frame.payload,
+            next: frame.next,
+        });
+    }
+    batch
+}
+
+/// Send every entry, retrying only failed ones with jittered exponential backoff. Returns
+/// `false` only when shutting down with entries still unacknowledged.
+async fn send_all(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    mut pending: Vec<Entry>,
+    metrics: &LogMetrics,
+    stop: &AtomicBool,
+    stop_deadline: &mut Option<Instant>,
+    call_timeout: Duration,
+) -> bool {
+    let mut backoff = BACKOFF_START;
+    let mut attempt = 0u32;
+    while !pending.is_empty() {
+        if attempt > 0 {
+            if stop.load(Ordering::Acquire) {
+                let deadline =
+                    *stop_deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_DEADLINE);
+                if Instant::now() >= deadline {
+                    return false;
+                }
+            }
+            metrics
+                .retried
+                .inc_by(pending.iter().map(|e| e.records).sum());
+            let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64));
+            tokio::time::sleep(jitter).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+        attempt += 1;
+        let entries: Vec<PutRecordsRequestEntry> = pending
+            .iter()
+            .filter_map(|e| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(e.blob.clone()))
+                    .partition_key(&e.key)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let started = Instant::now();
+        let call = client
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send();
+        let result = tokio::time::timeout(call_timeout, call).await;
+        metrics.put_latency.observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(Ok(out)) => {
+                let results = out.records();
+                if results.len() != pending.len() {
+                    tracing::warn!(sent = pending.len(), answered = results.len(), "access log: PutRecords answered a different number of entries; resending all");
+                    continue;
+                }
+                let mut still = Vec::new();
+                for (entry, r) in pending.into_iter().zip(results) {
+                    match r.error_code() {
+                        None => {}
+                        Some(code) => {
+                            if code == "ProvisionedThroughputExceededException" {
+                                metrics.throttled.inc();
+                            }
+                            still.push(entry);
+                        }
+                    }
+                }
+                if !still.is_empty() {
+                    tracing::debug!(
+                        failed = still.len(),
+                        "access log: PutRecords partial failure; retrying the failed entries"
+                    );
+                } else {
+                    backoff = BACKOFF_START;
+                }
+                pending = still;
+            }
+            Ok(Err(e)) => {
+                let throttled = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_provisioned_throughput_exceeded_exception());
+                if throttled {
+                    metrics.throttled.inc();
+                } else {
+                    metrics.put_errors.inc();
+                }
+                if attempt == 1 || attempt % 20 == 0 {
+                    tracing::warn!(error = %aws_sdk_kinesis::error::DisplayErrorContext(&e), attempt, "access log: PutRecords failed; records stay in the local log and are retried");
+                }
+            }
+            Err(_) => {
+                metrics.put_errors.inc();
+                if attempt == 1 || attempt % 20 == 0 {
+                    tracing::warn!(timeout = ?call_timeout, attempt, "access log: PutRecords timed out; retrying");
+                }
+            }
+        }
+    }
+    true
+}

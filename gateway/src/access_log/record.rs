@@ -1,0 +1,130 @@
+//! Turning request facts into a record: redaction and normalisation rules, kept pure so they
+//! are unit-tested without a proxy.
+
+use http::Version;
+
+/// Longest user agent or referer kept, in bytes.
+pub const MAX_HEADER_VALUE: usize = 512;
+
+/// Stamps records with the instance id; the proxy fills in the per-request facts.
+#[derive(Debug, Clone)]
+pub struct RecordBuilder {
+    pub instance: String,
+}
+
+/// Keep only allow-listed query parameters, in request order: `a=1&b=2`. `None` when nothing
+/// is kept. Names are compared before percent-decoding, exactly as written in the policy.
+pub fn filter_query(query: Option<&str>, allow: &[String]) -> Option<String> {
+    let q = query?;
+    if allow.is_empty() {
+        return None;
+    }
+    let kept: Vec<&str> = q
+        .split('&')
+        .filter(|kv| {
+            let name = kv.split('=').next().unwrap_or("");
+            allow.iter().any(|a| a == name)
+        })
+        .collect();
+    (!kept.is_empty()).then(|| truncate(&kept.join("&"), MAX_HEADER_VALUE))
+}
+
+/// Truncate at a char boundary.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// A header value for the record: valid UTF-8 only, truncated.
+pub fn header_text(v: Option<&http::HeaderValue>) -> Option<String> {
+    let s = v?.to_str().ok()?;
+    (!s.is_empty()).then(|| truncate(s, MAX_HEADER_VALUE))
+}
+
+/// Referer without its query string or fragment (they carry tokens as often as URLs do).
+pub fn referer(v: Option<&http::HeaderValue>) -> Option<String> {
+    let s = header_text(v)?;
+    let end = s.find(['?', '#']).unwrap_or(s.len());
+    Some(s[..end].to_string())
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
+pub fn trace_id(v: Option<&http::HeaderValue>) -> Option<String> {
+    let s = v?.to_str().ok()?;
+    let mut parts = s.split('-');
+    let (_ver, trace) = (parts.next()?, parts.next()?);
+    (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()) && trace != "0".repeat(32))
+        .then(|| trace.to_ascii_lowercase())
+}
+
+pub fn http_version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/?",
+    }
+}
+
+/// Host without port, lower-case.
+pub fn host_only(host: &str) -> String {
+    let h = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
+    truncate(&h.to_ascii_lowercase(), 255)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn query_is_allow_listed() {
+        let allow = vec!["page".to_string(), "limit".to_string()];
+        assert_eq!(
+            filter_query(Some("token=abc&page=2&api_key=x&limit=5"), &allow).as_deref(),
+            Some("page=2&limit=5")
+        );
+        assert_eq!(filter_query(Some("token=abc"), &allow), None);
+        assert_eq!(filter_query(Some("page=1"), &[]), None);
+        assert_eq!(filter_query(None, &allow), None);
+        // A parameter whose name merely starts with an allowed one is not kept.
+        assert_eq!(filter_query(Some("pagetoken=s3cr3t"), &allow), None);
+    }
+
+    #[test]
+    fn referer_loses_its_query_and_values_are_bounded() {
+        let r = HeaderValue::from_static("https://a.example/cb?code=secret#frag");
+        assert_eq!(referer(Some(&r)).as_deref(), Some("https://a.example/cb"));
+        let long = HeaderValue::from_str(&"é".repeat(400)).unwrap_or(HeaderValue::from_static("x"));
+        assert!(header_text(Some(&long)).map_or(0, |s| s.len()) <= MAX_HEADER_VALUE);
+        assert_eq!(truncate("ééé", 3), "é");
+    }
+
+    #[test]
+    fn traceparent_and_hosts() {
+        let tp =
+            HeaderValue::from_static("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01");
+        assert_eq!(
+            trace_id(Some(&tp)).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(trace_id(Some(&HeaderValue::from_static("garbage"))), None);
+        assert_eq!(host_only("API.Example.com:8443"), "api.example.com");
+        assert_eq!(host_only("[::1]:80"), "::1");
+    }
+}
