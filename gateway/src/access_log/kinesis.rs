@@ -255,3 +255,116 @@ async fn send_all(
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    //! PutRecords partial failures, which moto cannot produce: a real HTTP server on loopback
+    //! answers the first call with one throttled entry, and the test checks that the retry
+    //! carries exactly that entry.
+
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn fake_kinesis(
+        answers: Vec<String>,
+    ) -> (String, tokio::task::JoinHandle<Vec<serde_json::Value>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut bodies = Vec::new();
+            for answer in answers {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let body = loop {
+                    let mut chunk = [0u8; 65536];
+                    let n = s.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break buf[end + 4..end + 4 + len].to_vec();
+                        }
+                    }
+                };
+                bodies.push(serde_json::from_slice(&body).unwrap());
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                s.write_all(resp.as_bytes()).await.unwrap();
+            }
+            bodies
+        });
+        (format!("http://{addr}"), task)
+    }
+
+    fn entry(key: &str) -> Entry {
+        let mut a = kpl::Aggregator::new(key, 1 << 20);
+        a.try_push(key.as_bytes());
+        Entry {
+            key: key.into(),
+            blob: a.finish(),
+            records: 1,
+            next: Position::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_failed_entries_are_resent() {
+        let first = r#"{"FailedRecordCount":1,"Records":[
+            {"SequenceNumber":"1","ShardId":"shardId-000000000000"},
+            {"ErrorCode":"ProvisionedThroughputExceededException","ErrorMessage":"Rate exceeded"},
+            {"SequenceNumber":"2","ShardId":"shardId-000000000001"}]}"#;
+        let second = r#"{"FailedRecordCount":0,"Records":[{"SequenceNumber":"3","ShardId":"shardId-000000000000"}]}"#;
+        let (endpoint, server) = fake_kinesis(vec![first.into(), second.into()]).await;
+        let conf = edgeway_record::aws::sdk_config(&edgeway_record::aws::AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint: Some(endpoint),
+        })
+        .await;
+        let conf = aws_sdk_kinesis::config::Builder::from(&conf)
+            .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+                "a", "b", None, None, "test",
+            ))
+            .build();
+        let client = aws_sdk_kinesis::Client::from_conf(conf);
+        let metrics = LogMetrics::new(&prometheus::Registry::new());
+        let stop = AtomicBool::new(false);
+        let ok = send_all(
+            &client,
+            "s",
+            vec![entry("a"), entry("b"), entry("c")],
+            &metrics,
+            &stop,
+            &mut None,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(ok);
+        let bodies = server.await.unwrap();
+        let keys = |b: &serde_json::Value| -> Vec<String> {
+            b["Records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["PartitionKey"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(keys(&bodies[0]), ["a", "b", "c"]);
+        assert_eq!(
+            keys(&bodies[1]),
+            ["b"],
+            "only the throttled entry is sent again"
+        );
+        assert_eq!(metrics.throttled.get(), 1);
+        assert_eq!(metrics.retried.get(), 1);
+    }
+}
