@@ -105,9 +105,12 @@ struct RunArgs {
 struct AccessLogArgs {
     /// Directory of the durable access log (segment files). Without `--kinesis-stream` this is
     /// the embedded local log that `pipeline --local-log` reads; with it, the spool that
-    /// buffers Kinesis outages and restarts. Empty disables access logging.
+    /// buffers Kinesis outages and restarts.
     #[arg(long, env = "GATEWAY_ACCESS_LOG_DIR", default_value = "data/accesslog")]
     access_log_dir: PathBuf,
+    /// Turn access logging off (no records at all).
+    #[arg(long, env = "GATEWAY_NO_ACCESS_LOG")]
+    no_access_log: bool,
     /// Kinesis stream to ship records to (credentials and region from the AWS SDK chain).
     #[arg(long, env = "GATEWAY_KINESIS_STREAM")]
     kinesis_stream: Option<String>,
@@ -287,7 +290,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let instance = instance_id(args.access_log.instance_id.clone());
     let al = &args.access_log;
-    let (access_log, sink) = if al.access_log_dir.as_os_str().is_empty() {
+    let (access_log, sink) = if al.no_access_log {
         (None, None)
     } else {
         let metrics = Arc::new(access_log::LogMetrics::new(&shared.metrics.registry));

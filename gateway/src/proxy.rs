@@ -45,7 +45,7 @@ pub struct Ctx {
     request_id: String,
     client_ip: Option<IpAddr>,
     route: Option<usize>,
-    upstream: Option<String>,
+    upstream: Option<pingora::protocols::l4::socket::SocketAddr>,
     connect_attempts: usize,
     error_class: Option<&'static str>,
     /// When the current upstream attempt started (peer selected).
@@ -161,7 +161,7 @@ impl Gateway {
             upstream_response_ms: ctx.upstream_response_ms,
             route: route.map(|r| r.name.to_string()),
             upstream_cluster: route.map(|r| ctx.rt.clusters[r.cluster].spec.name.to_string()),
-            upstream_addr: ctx.upstream.clone(),
+            upstream_addr: ctx.upstream.as_ref().map(|a| a.to_string()),
             shard: None,
             cache_status: None,
             auth_result: "none".to_string(),
@@ -283,8 +283,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
-        // A request on a reused connection gets the policy current now, not at accept time.
-        ctx.rt = self.shared.current.load_full();
+        // `new_ctx` runs per request (also on reused connections), so ctx.rt is current.
         ctx.start = Instant::now();
         ctx.event_time_ms = now_ms();
         ctx.client_ip = effective_client_ip(session, &ctx.rt.policy.forwarding);
@@ -330,7 +329,7 @@ impl ProxyHttp for Gateway {
             ));
         };
         let peer = Box::new(cluster.peer(&backend));
-        ctx.upstream = Some(backend.addr.to_string());
+        ctx.upstream = Some(backend.addr);
         ctx.upstream_start = Some(Instant::now());
         Ok(peer)
     }
@@ -502,7 +501,7 @@ impl ProxyHttp for Gateway {
                 path = %req.uri.path(),
                 status,
                 route,
-                upstream = ctx.upstream.as_deref().unwrap_or("-"),
+                upstream = %ctx.upstream.as_ref().map(|a| a.to_string()).unwrap_or_default(),
                 duration_ms = ms(elapsed),
                 error = ctx.error_class.unwrap_or(""),
                 detail = %e.map(|e| e.etype().as_str()).unwrap_or(""),

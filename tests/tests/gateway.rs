@@ -534,3 +534,65 @@ async fn sigterm_drains_in_flight_requests() {
         .unwrap();
     assert!(status, "clean exit after drain");
 }
+
+#[tokio::test]
+async fn certificate_rotation_without_restart() {
+    let a = Origin::start("a").await;
+    let cl = clusters(&[("a", &[&a], "")]);
+    let routes = "[[route]]\nname = \"all\"\ncluster = \"a\"\n";
+    let gw = Gateway::start(&[("c.toml", &cl), ("r.toml", routes)]).await;
+    let url = format!("https://api.localhost:{}/", gw.https.port());
+    assert_eq!(
+        tls_client(&gw, None)
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A new CA and certificate, moved into place the way deploy tools do (write, rename).
+    let fresh = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(e2e::bin("gateway"))
+        .args(["gen-certs", "--out"])
+        .arg(fresh.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let live = gw.ca_pem.parent().unwrap().to_path_buf();
+    for f in ["server.key", "server.pem"] {
+        std::fs::copy(fresh.path().join(f), live.join(format!(".{f}.new"))).unwrap();
+        std::fs::rename(live.join(format!(".{f}.new")), live.join(f)).unwrap();
+    }
+    let new_ca =
+        reqwest::Certificate::from_pem(&std::fs::read(fresh.path().join("ca.pem")).unwrap())
+            .unwrap();
+    let trusting_new = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(new_ca)
+        .resolve("api.localhost", gw.https)
+        .build()
+        .unwrap();
+    eventually("new certificate served", Duration::from_secs(10), || {
+        let req = trusting_new.get(&url).send();
+        async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await;
+    // Clients that only trust the old CA now fail: the old certificate is gone.
+    assert!(tls_client(&gw, None).get(&url).send().await.is_err());
+
+    // A broken pair is rejected and the current certificate keeps serving.
+    std::fs::write(live.join("server.key"), "not a key").unwrap();
+    std::fs::write(live.join("server.pem"), "not a cert").unwrap();
+    eventually("rejection logged", Duration::from_secs(10), || {
+        let log = gw.log();
+        async move {
+            log.contains("TLS certificate reload rejected")
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(trusting_new.get(&url).send().await.unwrap().status(), 200);
+}
