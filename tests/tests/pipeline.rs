@@ -167,7 +167,9 @@ async fn kill_9_mid_file_then_restart_gives_every_record_exactly_once() {
 
 #[tokio::test]
 async fn kinesis_to_s3_with_glue_table_and_error_prefix() {
-    let moto = Moto::shared().await;
+    // Its own moto: the Glue table name (edgeway.access_logs) is global, and the lake tests
+    // create the same table against the shared server in parallel.
+    let moto = Moto::start().await;
     let stream = unique("pl-s3");
     let bucket = unique("lake");
     create_stream(&moto, &stream, 2);
