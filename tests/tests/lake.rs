@@ -845,3 +845,112 @@ async fn athena_query_api_and_local_query_of_an_s3_lake_against_moto() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("StartQueryExecution"));
 }
+
+/// The whole path: requests through a real gateway → its local access log → `pipeline` (local
+/// mode) → Parquet lake → `lake query`. Counts by route and status match what was sent.
+#[tokio::test]
+async fn gateway_to_pipeline_to_lake_query_counts_match_what_was_sent() {
+    use e2e::origin::Origin;
+    use e2e::pipeline_util::run_to_idle;
+    use e2e::{eventually, free_port, Gateway};
+
+    let origin = Origin::start("app").await;
+    let dead = free_port();
+    let clusters = format!(
+        "[cluster.app]\nendpoints = [\"{}\"]\n\n\
+         [cluster.dead]\nendpoints = [\"127.0.0.1:{dead}\"]\nconnect_timeout = \"200ms\"\n",
+        origin.addr
+    );
+    let routes = "[[route]]\nname = \"app\"\nhosts = [\"app.test\"]\ncluster = \"app\"\n\n\
+                  [[route]]\nname = \"dead\"\nhosts = [\"dead.test\"]\ncluster = \"dead\"\n";
+    let gw = Gateway::start(&[("c.toml", clusters.as_str()), ("r.toml", routes)]).await;
+    let client = reqwest::Client::new();
+    let mut sent: BTreeMap<(String, i64), usize> = BTreeMap::new();
+    let plan = [
+        ("app.test", "/v1/items", Some("app"), 40),
+        ("app.test", "/static", Some("app"), 7),
+        ("dead.test", "/x", Some("dead"), 6),
+        ("nowhere.test", "/y", None, 5),
+    ];
+    let mut total = 0;
+    for (host, path, route, n) in plan {
+        for i in 0..n {
+            let status = client
+                .get(gw.url(&format!("{path}?i={i}")))
+                .header("host", host)
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16();
+            *sent
+                .entry((route.unwrap_or("(none)").to_string(), i64::from(status)))
+                .or_default() += 1;
+            total += 1;
+        }
+    }
+    assert!(sent.len() >= 3, "{sent:?}");
+    eventually(
+        "access log written",
+        std::time::Duration::from_secs(30),
+        || {
+            let m = gw.metrics();
+            async move {
+                (e2e::metric_value(&m.await, "accesslog_records_written_total", &[])
+                    >= total as f64)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    run_to_idle(
+        &[
+            "--local-log",
+            gw.access_log_dir().to_str().unwrap(),
+            "--lake",
+            lake_dir.to_str().unwrap(),
+            "--threads",
+            "1",
+        ],
+        &[],
+        dir.path().join("pipeline.log"),
+    );
+    let rows = query(
+        lake_dir.to_str().unwrap(),
+        &[
+            "SELECT coalesce(route, '(none)') AS route, status, count(*) AS n \
+           FROM access_logs GROUP BY coalesce(route, '(none)'), status ORDER BY 1, 2",
+        ],
+    );
+    let got: BTreeMap<(String, i64), usize> = rows
+        .iter()
+        .map(|r| {
+            (
+                (
+                    r["route"].as_str().unwrap().to_string(),
+                    num(&r["status"]) as i64,
+                ),
+                num(&r["n"]) as usize,
+            )
+        })
+        .collect();
+    assert_eq!(got, sent);
+    // And a named query over the same lake agrees on the totals per route.
+    let by_route: BTreeMap<String, usize> = named(lake_dir.to_str().unwrap(), "cache_by_route")
+        .iter()
+        .map(|r| {
+            (
+                r["route"].as_str().unwrap().to_string(),
+                num(&r["requests"]) as usize,
+            )
+        })
+        .collect();
+    let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+    for ((route, _), n) in &sent {
+        *expected.entry(route.clone()).or_default() += n;
+    }
+    assert_eq!(by_route, expected);
+}
