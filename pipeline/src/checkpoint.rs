@@ -119,6 +119,9 @@ pub struct Checkpoint {
     pub pending: Option<(String, Pos)>,
     /// The shard reached SHARD_END and everything read is durable.
     pub ended: bool,
+    /// Ids of the latest batches read before `resume` (first sequence number, id), oldest
+    /// first: see [`crate::dedupe`].
+    pub batches: Vec<(Seq, String)>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -131,6 +134,8 @@ struct CheckpointJson {
     pending: Option<(String, PosJson)>,
     #[serde(default)]
     ended: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    batches: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +146,8 @@ pub enum CheckpointError {
     Store(#[from] object_store::Error),
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    #[error("checkpoint fsync: {0}")]
+    Sync(#[from] std::io::Error),
 }
 
 impl Checkpoint {
@@ -157,6 +164,11 @@ impl Checkpoint {
                 .as_ref()
                 .map(|(k, p)| (k.clone(), pos_to_json(p))),
             ended: self.ended,
+            batches: self
+                .batches
+                .iter()
+                .map(|(s, id)| (s.as_str().to_string(), id.clone()))
+                .collect(),
         };
         serde_json::to_string(&j).unwrap_or_default()
     }
@@ -182,6 +194,15 @@ impl Checkpoint {
                 .map(|(k, v)| Ok::<_, CheckpointError>((k.clone(), p(v)?)))
                 .transpose()?,
             ended: j.ended,
+            batches: j
+                .batches
+                .iter()
+                .map(|(s, id)| {
+                    Seq::parse(s)
+                        .map(|s| (s, id.clone()))
+                        .ok_or_else(|| bad(format!("bad sequence {s:?}")))
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -229,6 +250,7 @@ impl CheckpointSink {
                 lake.store
                     .put(&lake.path(key), PutPayload::from(c.to_json().into_bytes()))
                     .await?;
+                lake.sync(key).await?;
                 Ok(())
             }
             CheckpointSink::Lease(h) => Ok(h.checkpoint(c).await?),

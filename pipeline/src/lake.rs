@@ -22,6 +22,8 @@ pub struct Lake {
     /// The root as the user gave it (for Glue's table location).
     pub root: String,
     pub is_s3: bool,
+    /// The directory of a local lake (for fsync; S3 acknowledges writes durably).
+    local_dir: Option<std::path::PathBuf>,
 }
 
 impl Lake {
@@ -56,6 +58,7 @@ impl Lake {
                 prefix: prefix.trim_matches('/').to_string(),
                 root: format!("s3://{}", rest.trim_end_matches('/')),
                 is_s3: true,
+                local_dir: None,
             })
         } else {
             let dir = root.strip_prefix("file://").unwrap_or(root);
@@ -66,8 +69,35 @@ impl Lake {
                 prefix: String::new(),
                 root: root.to_string(),
                 is_s3: false,
+                local_dir: Some(std::path::PathBuf::from(dir)),
             })
         }
+    }
+
+    /// Make a completed object durable before a checkpoint may depend on it. S3 has already
+    /// acknowledged it durably; `object_store`'s local store renames a staged file into place
+    /// without fsync, so here the file and every directory up to the lake root are synced
+    /// (a power loss must not take away a file whose records were checkpointed).
+    pub async fn sync(&self, key: &str) -> std::io::Result<()> {
+        let Some(root) = self.local_dir.clone() else {
+            return Ok(());
+        };
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || {
+            let file = root.join(&key);
+            std::fs::File::open(&file)?.sync_all()?;
+            let mut dir = file.parent();
+            while let Some(d) = dir {
+                std::fs::File::open(d)?.sync_all()?;
+                if d == root {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     /// The object path of `key` (relative to the lake root).

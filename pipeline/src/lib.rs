@@ -7,7 +7,9 @@
 //!   resharding, and shard leases ([`lease`]) when several workers share a stream;
 //! - [`local`]: the local log as one shard;
 //! - [`writer`]: partitioned, size/age-rolled Parquet files and the checkpoint protocol that
-//!   makes replays rewrite the same files ([`checkpoint`]);
+//!   makes replays rewrite the same files ([`checkpoint`]); [`spill`] keeps each file sorted
+//!   by event time in bounded memory;
+//! - [`dedupe`]: drops batches a producer sent twice;
 //! - [`metrics`]: Prometheus text.
 
 #![forbid(unsafe_code)]
@@ -15,10 +17,12 @@
 
 pub mod checkpoint;
 pub mod clock;
+pub mod dedupe;
 pub mod gen;
 pub mod kinesis;
 pub mod lake;
 pub mod lease;
 pub mod local;
 pub mod metrics;
+pub mod spill;
 pub mod writer;

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub records_replayed: AtomicU64,
     pub files_written: AtomicU64,
     pub bytes_written: AtomicU64,
+    /// Records of repeated batches (a producer retry) dropped.
+    pub duplicates: AtomicU64,
+    /// Sorted runs spilled to local disk (files larger than one row group).
+    pub runs_spilled: AtomicU64,
     /// Undecodable records written to the error prefix.
     pub errors: AtomicU64,
     /// Transient failures (AWS calls, object store), retried.
@@ -60,7 +64,7 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 15] = [
             (
                 "pipeline_kinesis_records_total",
                 "Kinesis records (local log frames) read",
@@ -90,6 +94,16 @@ impl Metrics {
                 "pipeline_bytes_written_total",
                 "Bytes of Parquet files completed",
                 &self.bytes_written,
+            ),
+            (
+                "pipeline_duplicate_records_total",
+                "Records of repeated batches (producer retries) dropped",
+                &self.duplicates,
+            ),
+            (
+                "pipeline_runs_spilled_total",
+                "Sorted runs spilled to local disk before a file's merge",
+                &self.runs_spilled,
             ),
             (
                 "pipeline_errors_total",

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::record::ColumnBuilders;
@@ -29,31 +29,26 @@ pub fn schema() -> SchemaRef {
     ))
 }
 
-/// Build a batch from records, sorted by `event_time` (stable) so Parquet min/max statistics
-/// prune time ranges.
+/// Build a batch from records, sorted by `event_time`. The sort is stable (equal times keep
+/// their order in `records`), so the result does not depend on how a stream was cut into
+/// batches; Parquet min/max statistics then prune time ranges.
 pub fn to_sorted_batch(records: &[AccessLogRecord]) -> Result<RecordBatch, ArrowError> {
     let mut b = ColumnBuilders::with_capacity(records.len());
-    for r in records {
-        b.append(r);
-    }
-    let columns = b.finish();
-    let time_idx = COLUMNS
-        .iter()
-        .position(|c| c.name == "event_time")
-        .expect("event_time column");
     let sorted_already = records
         .windows(2)
         .all(|w| w[0].event_time <= w[1].event_time);
-    let columns: Vec<ArrayRef> = if sorted_already {
-        columns
+    if sorted_already {
+        for r in records {
+            b.append(r);
+        }
     } else {
-        let idx = arrow_ord::sort::sort_to_indices(&columns[time_idx], None, None)?;
-        columns
-            .iter()
-            .map(|c| arrow_select::take::take(c.as_ref(), &idx, None))
-            .collect::<Result<_, _>>()?
-    };
-    RecordBatch::try_new(schema(), columns)
+        let mut order: Vec<u32> = (0..records.len() as u32).collect();
+        order.sort_by_key(|&i| records[i as usize].event_time);
+        for i in order {
+            b.append(&records[i as usize]);
+        }
+    }
+    RecordBatch::try_new(schema(), b.finish())
 }
 
 #[cfg(test)]
