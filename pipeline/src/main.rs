@@ -100,6 +100,10 @@ struct RunArgs {
     /// Create/update the Glue table on start (default: on with an s3:// lake).
     #[arg(long, env = "PIPELINE_GLUE")]
     glue: Option<bool>,
+    /// Also register each partition a file lands in (BatchCreatePartition), for engines that
+    /// do not read Athena's partition projection. Needs the Glue table.
+    #[arg(long, env = "PIPELINE_REGISTER_PARTITIONS")]
+    register_partitions: bool,
     /// Serve Prometheus metrics on this address (`/metrics`).
     #[arg(long, env = "PIPELINE_METRICS")]
     metrics: Option<SocketAddr>,
@@ -255,13 +259,20 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         memory_budget: a.memory_budget_mb * 1024 * 1024,
         spill_dir: a.spill_dir.clone(),
     };
-    let ctx = WriterContext {
+    let mut ctx = WriterContext {
         lake: lake.clone(),
         cfg: Arc::new(cfg),
         clock: Arc::new(SystemClock),
         metrics: metrics.clone(),
         buffered: Arc::new(AtomicUsize::new(0)),
+        partitions: None,
     };
+    let glue_on = a.glue.unwrap_or(lake.is_s3) && a.stream.is_some();
+    if a.register_partitions && !(glue_on && lake.is_s3) {
+        bail!(
+            "--register-partitions needs --stream, an s3:// lake and the Glue table (--glue true)"
+        );
+    }
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term =
@@ -297,13 +308,18 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             endpoint: a.endpoint.clone(),
         };
         let sdk = sdk_config(&settings).await;
-        if a.glue.unwrap_or(lake.is_s3) {
+        if glue_on {
             let glue = aws_sdk_glue::Client::new(&sdk);
             let location = edgeway_record::table::table_location(&lake.root);
             let status = edgeway_record::table::ensure_table(&glue, &location)
                 .await
                 .context("Glue table")?;
             tracing::info!(?status, %location, "glue table {}.{}", edgeway_record::table::DATABASE, edgeway_record::table::TABLE);
+            if a.register_partitions {
+                ctx.partitions = Some(Arc::new(pipeline::writer::PartitionRegistry::new(
+                    glue, location,
+                )));
+            }
         }
         let leases = match &a.lease_table {
             Some(t) => {
@@ -469,6 +485,7 @@ async fn bench_encode(a: BenchArgs) -> anyhow::Result<()> {
         clock: Arc::new(SystemClock),
         metrics: metrics.clone(),
         buffered: Default::default(),
+        partitions: None,
     };
     let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let t = Instant::now();

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub records_replayed: AtomicU64,
     pub files_written: AtomicU64,
     pub bytes_written: AtomicU64,
+    /// Partitions created in the Glue catalog (`--register-partitions`).
+    pub partitions_registered: AtomicU64,
     /// Records of repeated batches (a producer retry) dropped.
     pub duplicates: AtomicU64,
     /// Sorted runs spilled to local disk (files larger than one row group).
@@ -64,7 +66,7 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
             (
                 "pipeline_kinesis_records_total",
                 "Kinesis records (local log frames) read",
@@ -94,6 +96,11 @@ impl Metrics {
                 "pipeline_bytes_written_total",
                 "Bytes of Parquet files completed",
                 &self.bytes_written,
+            ),
+            (
+                "pipeline_partitions_registered_total",
+                "Partitions created in the Glue catalog (BatchCreatePartition)",
+                &self.partitions_registered,
             ),
             (
                 "pipeline_duplicate_records_total",

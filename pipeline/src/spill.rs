@@ -54,6 +54,20 @@ fn time_idx() -> usize {
     })
 }
 
+/// A batch of the contract's columns, sorted by event time. The sort is stable (equal times
+/// keep arrival order) and skipped when the rows already arrived in order.
+pub fn sorted(columns: Vec<arrow_array::ArrayRef>) -> Result<RecordBatch, ArrowError> {
+    let batch = RecordBatch::try_new(edgeway_record::arrow::schema(), columns)?;
+    let times = time_col(&batch);
+    if times.windows(2).all(|w| w[0] <= w[1]) {
+        return Ok(batch);
+    }
+    let mut order: Vec<u32> = (0..times.len() as u32).collect();
+    order.sort_by_key(|&i| times[i as usize]);
+    let idx = arrow_array::UInt32Array::from(order);
+    arrow_select::take::take_record_batch(&batch, &idx)
+}
+
 /// The spilled runs of one open file.
 pub struct Runs {
     dir: Option<PathBuf>,

@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use edgeway_record::kpl;
+use edgeway_record::record::ColumnBuilders;
 use edgeway_record::table::{self, Partition};
-use edgeway_record::AccessLogRecord;
+use edgeway_record::AccessLogRecordRef;
 use object_store::buffered::BufWriter;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::AsyncArrowWriter;
@@ -98,6 +99,45 @@ pub struct WriterContext {
     pub metrics: Arc<Metrics>,
     /// Bytes of rows waiting in memory across all shards.
     pub buffered: Arc<AtomicUsize>,
+    /// Register each partition a file lands in with Glue (`--register-partitions`).
+    pub partitions: Option<Arc<PartitionRegistry>>,
+}
+
+/// Registers the partitions files land in with BatchCreatePartition, once per partition and
+/// process, for engines that do not read Athena's partition projection. A failure is logged
+/// and retried with the partition's next file; it never holds up the data.
+pub struct PartitionRegistry {
+    glue: aws_sdk_glue::Client,
+    location: String,
+    known: std::sync::Mutex<std::collections::HashSet<Partition>>,
+}
+
+impl PartitionRegistry {
+    pub fn new(glue: aws_sdk_glue::Client, location: String) -> PartitionRegistry {
+        PartitionRegistry {
+            glue,
+            location,
+            known: Default::default(),
+        }
+    }
+
+    async fn ensure(&self, p: Partition, metrics: &Metrics) {
+        if self.known.lock().is_ok_and(|k| k.contains(&p)) {
+            return;
+        }
+        match table::register_partitions(&self.glue, &self.location, &[p]).await {
+            Ok(n) => {
+                inc(&metrics.partitions_registered, n as u64);
+                if let Ok(mut k) = self.known.lock() {
+                    k.insert(p);
+                }
+            }
+            Err(e) => {
+                inc(&metrics.retries, 1);
+                tracing::warn!(partition = %p.path(), error = %e, "partition registration failed; retried with the partition's next file");
+            }
+        }
+    }
 }
 
 struct OpenFile {
@@ -106,7 +146,9 @@ struct OpenFile {
     last: Pos,
     opened_ms: i64,
     last_write_ms: i64,
-    rows: Vec<AccessLogRecord>,
+    /// Rows waiting in memory, decoded straight into Arrow builders.
+    rows: ColumnBuilders,
+    rows_n: usize,
     rows_bytes: usize,
     runs: Runs,
     /// Protobuf bytes of every row so far, in memory or spilled.
@@ -143,12 +185,16 @@ fn label(seq: &Seq) -> &str {
     seq.as_str()
 }
 
+/// Memory a waiting row takes in the builders: its string bytes plus offsets and values.
 fn rec_bytes(data_len: usize) -> usize {
-    std::mem::size_of::<AccessLogRecord>() + data_len
+    data_len + 4 * edgeway_record::COLUMNS.len()
 }
 
+/// Rows an open file's builders are first sized for (they grow up to `row_group_rows`).
+const INITIAL_ROWS: usize = 1024;
+
 /// Why a decoded record is refused.
-pub fn validate(r: &AccessLogRecord) -> Result<(), String> {
+pub fn validate(r: &AccessLogRecordRef<'_>) -> Result<(), String> {
     if !(MIN_EVENT_TIME_MS..MAX_EVENT_TIME_MS).contains(&r.event_time) {
         return Err(format!(
             "event_time {} ms is outside 2000-01-01..2100-01-01",
@@ -221,7 +267,7 @@ impl ShardWriter {
                 return Ok(());
             }
         }
-        let records = match kpl::deaggregate(blob) {
+        let records = match kpl::records(blob) {
             Ok(r) => r,
             Err(e) => {
                 self.write_error(seq, None, &e.to_string(), blob).await?;
@@ -237,7 +283,7 @@ impl ShardWriter {
             if resume.as_ref().is_some_and(|r| pos < *r) {
                 continue;
             }
-            let rec = match AccessLogRecord::from_bytes(data)
+            let rec = match AccessLogRecordRef::decode(data)
                 .map_err(|e| format!("not an AccessLogRecord: {e}"))
                 .and_then(|r| validate(&r).map(|()| r))
             {
@@ -258,7 +304,7 @@ impl ShardWriter {
                 }
             }
             inc(&self.ctx.metrics.records_in, 1);
-            self.buffer(p, pos.clone(), rec, data.len());
+            self.buffer(p, pos.clone(), &rec, data.len());
             let cut_here = matches!(&self.cut, Some((cp, cpos)) if *cpos == pos && *cp == p.path());
             if cut_here {
                 self.cut = None;
@@ -269,7 +315,7 @@ impl ShardWriter {
         Ok(())
     }
 
-    fn buffer(&mut self, p: Partition, pos: Pos, rec: AccessLogRecord, data_len: usize) {
+    fn buffer(&mut self, p: Partition, pos: Pos, rec: &AccessLogRecordRef<'_>, data_len: usize) {
         let now = self.ctx.clock.now_ms();
         let shard = &self.shard;
         let spill_dir = self.ctx.cfg.spill_dir.clone();
@@ -279,14 +325,16 @@ impl ShardWriter {
             last: pos.clone(),
             opened_ms: now,
             last_write_ms: now,
-            rows: Vec::new(),
+            rows: ColumnBuilders::with_capacity(INITIAL_ROWS),
+            rows_n: 0,
             rows_bytes: 0,
             runs: Runs::new(spill_dir),
             data_bytes: 0,
             rows_total: 0,
         });
         let b = rec_bytes(data_len);
-        f.rows.push(rec);
+        f.rows.append_ref(rec);
+        f.rows_n += 1;
         f.rows_bytes += b;
         f.data_bytes += data_len as u64;
         f.rows_total += 1;
@@ -300,25 +348,25 @@ impl ShardWriter {
         let Some(f) = self.open.get_mut(&p) else {
             return Ok(());
         };
-        if f.rows.is_empty() {
+        if f.rows_n == 0 {
             return Ok(());
         }
-        let batch = edgeway_record::arrow::to_sorted_batch(&f.rows)?;
+        let batch = crate::spill::sorted(f.rows.finish())?;
         f.runs.push(&batch)?;
         self.ctx.buffered.fetch_sub(f.rows_bytes, Ordering::Relaxed);
-        f.rows.clear();
+        f.rows_n = 0;
         f.rows_bytes = 0;
         inc(&self.ctx.metrics.runs_spilled, 1);
         Ok(())
     }
 
     /// Merge `f`'s runs and waiting rows into its Parquet file in the lake.
-    async fn write_file(&self, f: OpenFile) -> Result<(), WriteError> {
+    async fn write_file(&self, mut f: OpenFile) -> Result<(), WriteError> {
         let lake = &self.ctx.lake;
-        let tail = if f.rows.is_empty() {
+        let tail = if f.rows_n == 0 {
             None
         } else {
-            Some(edgeway_record::arrow::to_sorted_batch(&f.rows)?)
+            Some(crate::spill::sorted(f.rows.finish())?)
         };
         self.ctx.buffered.fetch_sub(f.rows_bytes, Ordering::Relaxed);
         let perr = |source| WriteError::Parquet {
@@ -364,6 +412,9 @@ impl ShardWriter {
             return Ok(());
         };
         self.write_file(f).await?;
+        if let Some(r) = &self.ctx.partitions {
+            r.ensure(p, &self.ctx.metrics).await;
+        }
         self.ckpt.flushed.insert(p.path(), last.next());
         self.ckpt.pending = None;
         self.advance_resume();
@@ -437,7 +488,7 @@ impl ShardWriter {
         let full: Vec<Partition> = self
             .open
             .iter()
-            .filter(|(_, f)| f.rows.len() >= cfg.row_group_rows)
+            .filter(|(_, f)| f.rows_n >= cfg.row_group_rows)
             .map(|(p, _)| *p)
             .collect();
         for p in full {
@@ -472,7 +523,7 @@ impl ShardWriter {
             let Some(p) = self
                 .open
                 .iter()
-                .filter(|(_, f)| !f.rows.is_empty())
+                .filter(|(_, f)| f.rows_n > 0)
                 .max_by_key(|(p, f)| (f.rows_bytes, **p))
                 .map(|(p, _)| *p)
             else {
@@ -531,6 +582,8 @@ mod tests {
 
     const T0: i64 = 1_763_776_800_000; // 2025-11-22T02:00:00Z
 
+    use edgeway_record::AccessLogRecord;
+
     fn rec(i: u64, t: i64) -> AccessLogRecord {
         AccessLogRecord {
             event_time: t,
@@ -571,6 +624,7 @@ mod tests {
             clock: Arc::new(clock.clone()),
             metrics: Arc::new(Metrics::default()),
             buffered: Arc::new(AtomicUsize::new(0)),
+            partitions: None,
         };
         Fixture {
             dir,

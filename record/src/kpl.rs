@@ -126,16 +126,52 @@ impl Aggregator {
 /// The user records inside a Kinesis record. A blob without the KPL magic is one record
 /// (what a non-aggregating producer would have sent).
 pub fn deaggregate(blob: &[u8]) -> Result<Vec<Vec<u8>>, KplError> {
+    Ok(records(blob)?.into_iter().map(<[u8]>::to_vec).collect())
+}
+
+/// [`deaggregate`] without copying: the user records' data, borrowed from `blob`.
+pub fn records(blob: &[u8]) -> Result<Vec<&[u8]>, KplError> {
     if blob.len() < MAGIC.len() + DIGEST_LEN || blob[..MAGIC.len()] != MAGIC {
-        return Ok(vec![blob.to_vec()]);
+        return Ok(vec![blob]);
     }
     let body = &blob[MAGIC.len()..blob.len() - DIGEST_LEN];
     let digest = &blob[blob.len() - DIGEST_LEN..];
     if Md5::digest(body).as_slice() != digest {
         return Err(KplError::Checksum { len: body.len() });
     }
-    let agg = AggregatedRecord::decode(body).map_err(|e| KplError::Decode(e.to_string()))?;
-    Ok(agg.records.into_iter().map(|r| r.data).collect())
+    let dec = |e: prost::DecodeError| KplError::Decode(e.to_string());
+    let mut out = Vec::new();
+    let mut buf = body;
+    while !buf.is_empty() {
+        let (tag, wt) = prost::encoding::decode_key(&mut buf).map_err(dec)?;
+        if tag == 3 && wt == WireType::LengthDelimited {
+            let mut msg = length_delimited(&mut buf)?;
+            // Record { partition_key_index = 1, explicit_hash_key_index = 2, data = 3 }.
+            let mut data: &[u8] = &[];
+            while !msg.is_empty() {
+                let (t, w) = prost::encoding::decode_key(&mut msg).map_err(dec)?;
+                if t == 3 && w == WireType::LengthDelimited {
+                    data = length_delimited(&mut msg)?;
+                } else {
+                    prost::encoding::skip_field(w, t, &mut msg, Default::default()).map_err(dec)?;
+                }
+            }
+            out.push(data);
+        } else {
+            prost::encoding::skip_field(wt, tag, &mut buf, Default::default()).map_err(dec)?;
+        }
+    }
+    Ok(out)
+}
+
+fn length_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], KplError> {
+    let len = prost::encoding::decode_varint(buf).map_err(|e| KplError::Decode(e.to_string()))?;
+    if len > buf.len() as u64 {
+        return Err(KplError::Decode("buffer underflow".into()));
+    }
+    let (v, rest) = buf.split_at(len as usize);
+    *buf = rest;
+    Ok(v)
 }
 
 /// Walk the top-level fields of an aggregate without copying record data:

@@ -22,4 +22,7 @@ pub mod aws;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 
-pub use record::{AccessLogRecord, Column, ColumnKind, COLUMNS, RECORD_VERSION};
+pub use record::{
+    AccessLogRecord, AccessLogRecordRef, Column, ColumnKind, RecordDecodeError, COLUMNS,
+    RECORD_VERSION,
+};

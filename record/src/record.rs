@@ -75,8 +75,8 @@ macro_rules! arrow_col {
     (new Str, $rows:expr) => { ::arrow_array::builder::StringBuilder::with_capacity($rows, $rows * 24) };
     (new OptStr, $rows:expr) => { ::arrow_array::builder::StringBuilder::with_capacity($rows, $rows * 16) };
     (new $k:ident, $rows:expr) => { <arrow_col!(builder $k)>::with_capacity($rows) };
-    (append Str, $b:expr, $v:expr) => { $b.append_value(&$v) };
-    (append OptStr, $b:expr, $v:expr) => { $b.append_option($v.as_deref()) };
+    (append Str, $b:expr, $v:expr) => { $b.append_value($v) };
+    (append OptStr, $b:expr, $v:expr) => { $b.append_option($v) };
     (append OptInt32, $b:expr, $v:expr) => { $b.append_option($v) };
     (append OptFloat64, $b:expr, $v:expr) => { $b.append_option($v) };
     (append $k:ident, $b:expr, $v:expr) => { $b.append_value($v) };
@@ -84,12 +84,129 @@ macro_rules! arrow_col {
     (finish $k:ident, $b:expr) => { ::std::sync::Arc::new($b.finish()) as ::arrow_array::ArrayRef };
 }
 
+/// Per-kind plumbing of the borrowed view [`AccessLogRecordRef`].
+macro_rules! ref_col {
+    (ty Str) => { &'a str };
+    (ty OptStr) => { Option<&'a str> };
+    (ty TimestampMs) => { i64 };
+    (ty Int64) => { i64 };
+    (ty Int32) => { i32 };
+    (ty OptInt32) => { Option<i32> };
+    (ty Float64) => { f64 };
+    (ty OptFloat64) => { Option<f64> };
+    (borrow Str, $v:expr) => { $v.as_str() };
+    (borrow OptStr, $v:expr) => { $v.as_deref() };
+    (borrow $k:ident, $v:expr) => { $v };
+    (own Str, $v:expr) => { $v.to_string() };
+    (own OptStr, $v:expr) => { $v.map(str::to_string) };
+    (own $k:ident, $v:expr) => { $v };
+    (decode Str, $wt:expr, $buf:expr) => { wire::string($wt, $buf)? };
+    (decode OptStr, $wt:expr, $buf:expr) => { Some(wire::string($wt, $buf)?) };
+    (decode TimestampMs, $wt:expr, $buf:expr) => { wire::varint($wt, $buf)? as i64 };
+    (decode Int64, $wt:expr, $buf:expr) => { wire::varint($wt, $buf)? as i64 };
+    (decode Int32, $wt:expr, $buf:expr) => { wire::varint($wt, $buf)? as i32 };
+    (decode OptInt32, $wt:expr, $buf:expr) => { Some(wire::varint($wt, $buf)? as i32) };
+    (decode Float64, $wt:expr, $buf:expr) => { wire::double($wt, $buf)? };
+    (decode OptFloat64, $wt:expr, $buf:expr) => { Some(wire::double($wt, $buf)?) };
+}
+
+/// Protobuf wire primitives for the borrowed decoder (the same rules as prost's).
+mod wire {
+    use prost::encoding::{check_wire_type, decode_varint, WireType};
+
+    use super::RecordDecodeError;
+
+    pub fn varint(wt: WireType, buf: &mut &[u8]) -> Result<u64, RecordDecodeError> {
+        check_wire_type(WireType::Varint, wt)?;
+        Ok(decode_varint(buf)?)
+    }
+
+    pub fn double(wt: WireType, buf: &mut &[u8]) -> Result<f64, RecordDecodeError> {
+        check_wire_type(WireType::SixtyFourBit, wt)?;
+        let Some((b, rest)) = buf.split_first_chunk::<8>() else {
+            return Err(RecordDecodeError("buffer underflow".into()));
+        };
+        *buf = rest;
+        Ok(f64::from_le_bytes(*b))
+    }
+
+    pub fn string<'a>(wt: WireType, buf: &mut &'a [u8]) -> Result<&'a str, RecordDecodeError> {
+        check_wire_type(WireType::LengthDelimited, wt)?;
+        let len = decode_varint(buf)?;
+        if len > buf.len() as u64 {
+            return Err(RecordDecodeError("buffer underflow".into()));
+        }
+        let (s, rest) = buf.split_at(len as usize);
+        *buf = rest;
+        std::str::from_utf8(s).map_err(|_| {
+            RecordDecodeError("invalid string value: data is not UTF-8 encoded".into())
+        })
+    }
+}
+
+/// Why bytes are not an access-log record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RecordDecodeError(pub String);
+
+impl From<prost::DecodeError> for RecordDecodeError {
+    fn from(e: prost::DecodeError) -> Self {
+        RecordDecodeError(e.to_string())
+    }
+}
+
+/// The numeric value of a `tag = "N"` literal.
+const fn tag_num(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let mut n = 0u32;
+    let mut i = 0;
+    while i < b.len() {
+        n = n * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    n
+}
+
 macro_rules! access_log_record {
-    ($( #[doc = $doc:literal] #[prost($($p:tt)*)] $name:ident : $ty:ty => $kind:ident, )*) => {
+    ($( #[doc = $doc:literal] #[prost(tag = $tag:tt, $($p:tt)*)] $name:ident : $ty:ty => $kind:ident, )*) => {
         /// One request as seen by the gateway. See the module docs for the rules.
         #[derive(Clone, PartialEq, ::prost::Message)]
         pub struct AccessLogRecord {
-            $( #[doc = $doc] #[prost($($p)*)] pub $name: $ty, )*
+            $( #[doc = $doc] #[prost(tag = $tag, $($p)*)] pub $name: $ty, )*
+        }
+
+        /// A decoded record whose strings borrow the wire bytes: the pipeline decodes
+        /// straight into Arrow builders without allocating per field.
+        #[derive(Debug, Clone, Copy, PartialEq, Default)]
+        pub struct AccessLogRecordRef<'a> {
+            $( #[doc = $doc] pub $name: ref_col!(ty $kind), )*
+        }
+
+        impl<'a> AccessLogRecordRef<'a> {
+            /// Decode protobuf as prost does (the last occurrence of a field wins; unknown,
+            /// newer fields are skipped), borrowing strings from `buf`.
+            pub fn decode(mut buf: &'a [u8]) -> Result<Self, RecordDecodeError> {
+                let mut r = AccessLogRecordRef::default();
+                let buf = &mut buf;
+                while !buf.is_empty() {
+                    let (tag, wt) = prost::encoding::decode_key(buf)?;
+                    match tag {
+                        $( t if t == const { tag_num($tag) } => r.$name = ref_col!(decode $kind, wt, buf), )*
+                        _ => prost::encoding::skip_field(wt, tag, buf, Default::default())?,
+                    }
+                }
+                Ok(r)
+            }
+
+            pub fn to_owned(&self) -> AccessLogRecord {
+                AccessLogRecord { $( $name: ref_col!(own $kind, self.$name), )* }
+            }
+        }
+
+        impl AccessLogRecord {
+            pub fn as_ref(&self) -> AccessLogRecordRef<'_> {
+                AccessLogRecordRef { $( $name: ref_col!(borrow $kind, self.$name), )* }
+            }
         }
 
         /// Every column, in record order, derived from the same list as the struct.
@@ -110,6 +227,10 @@ macro_rules! access_log_record {
             }
 
             pub fn append(&mut self, r: &AccessLogRecord) {
+                self.append_ref(&r.as_ref());
+            }
+
+            pub fn append_ref(&mut self, r: &AccessLogRecordRef<'_>) {
                 $( arrow_col!(append $kind, self.$name, r.$name); )*
             }
 
@@ -123,75 +244,75 @@ macro_rules! access_log_record {
 
 access_log_record! {
     /// Contract version of this record (RECORD_VERSION when written).
-    #[prost(int32, tag = "1")] record_version: i32 => Int32,
+    #[prost(tag = "1", int32)] record_version: i32 => Int32,
     /// When the gateway received the request header, UTC milliseconds since the epoch.
-    #[prost(int64, tag = "2")] event_time: i64 => TimestampMs,
+    #[prost(tag = "2", int64)] event_time: i64 => TimestampMs,
     /// The request id (kept from a well-formed X-Request-Id, else a generated UUIDv7).
-    #[prost(string, tag = "3")] request_id: String => Str,
+    #[prost(tag = "3", string)] request_id: String => Str,
     /// W3C trace id from the `traceparent` header, when present and valid.
-    #[prost(string, optional, tag = "4")] trace_id: Option<String> => OptStr,
+    #[prost(tag = "4", string, optional)] trace_id: Option<String> => OptStr,
     /// Client IP as seen by the gateway (the TCP peer, or the first untrusted X-Forwarded-For hop).
-    #[prost(string, tag = "5")] client_ip: String => Str,
+    #[prost(tag = "5", string)] client_ip: String => Str,
     /// Client TCP port.
-    #[prost(int32, tag = "6")] client_port: i32 => Int32,
+    #[prost(tag = "6", int32)] client_port: i32 => Int32,
     /// HTTP method.
-    #[prost(string, tag = "7")] method: String => Str,
+    #[prost(tag = "7", string)] method: String => Str,
     /// `http` or `https`.
-    #[prost(string, tag = "8")] scheme: String => Str,
+    #[prost(tag = "8", string)] scheme: String => Str,
     /// Host header or :authority, without port.
-    #[prost(string, tag = "9")] host: String => Str,
+    #[prost(tag = "9", string)] host: String => Str,
     /// Path without the query string.
-    #[prost(string, tag = "10")] path: String => Str,
+    #[prost(tag = "10", string)] path: String => Str,
     /// Query parameters allow-listed by the policy, `k=v&k2=v2`; absent when none are kept.
-    #[prost(string, optional, tag = "11")] query: Option<String> => OptStr,
+    #[prost(tag = "11", string, optional)] query: Option<String> => OptStr,
     /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
-    #[prost(string, tag = "12")] http_version: String => Str,
+    #[prost(tag = "12", string)] http_version: String => Str,
     /// Status sent to the client; 0 when the client went away before any response.
-    #[prost(int32, tag = "13")] status: i32 => Int32,
+    #[prost(tag = "13", int32)] status: i32 => Int32,
     /// Request body bytes received from the client.
-    #[prost(int64, tag = "14")] bytes_in: i64 => Int64,
+    #[prost(tag = "14", int64)] bytes_in: i64 => Int64,
     /// Response body bytes sent to the client.
-    #[prost(int64, tag = "15")] bytes_out: i64 => Int64,
+    #[prost(tag = "15", int64)] bytes_out: i64 => Int64,
     /// Total time from request header to the end of the response, milliseconds.
-    #[prost(double, tag = "16")] duration_ms: f64 => Float64,
+    #[prost(tag = "16", double)] duration_ms: f64 => Float64,
     /// Time to connect to the upstream (TCP + TLS), milliseconds; absent for a reused connection or no upstream.
-    #[prost(double, optional, tag = "17")] upstream_connect_ms: Option<f64> => OptFloat64,
+    #[prost(tag = "17", double, optional)] upstream_connect_ms: Option<f64> => OptFloat64,
     /// Time from sending the request upstream to its response header, milliseconds.
-    #[prost(double, optional, tag = "18")] upstream_response_ms: Option<f64> => OptFloat64,
+    #[prost(tag = "18", double, optional)] upstream_response_ms: Option<f64> => OptFloat64,
     /// Name of the matched route; absent when none matched.
-    #[prost(string, optional, tag = "19")] route: Option<String> => OptStr,
+    #[prost(tag = "19", string, optional)] route: Option<String> => OptStr,
     /// Upstream cluster the route points at.
-    #[prost(string, optional, tag = "20")] upstream_cluster: Option<String> => OptStr,
+    #[prost(tag = "20", string, optional)] upstream_cluster: Option<String> => OptStr,
     /// Endpoint address of the last upstream attempt.
-    #[prost(string, optional, tag = "21")] upstream_addr: Option<String> => OptStr,
+    #[prost(tag = "21", string, optional)] upstream_addr: Option<String> => OptStr,
     /// Shard the request was routed by, when the route is shard-aware.
-    #[prost(string, optional, tag = "22")] shard: Option<String> => OptStr,
+    #[prost(tag = "22", string, optional)] shard: Option<String> => OptStr,
     /// CDN cache classification stamped on the response (e.g. `public`, `private`, `no-store`).
-    #[prost(string, optional, tag = "23")] cache_status: Option<String> => OptStr,
+    #[prost(tag = "23", string, optional)] cache_status: Option<String> => OptStr,
     /// Authentication outcome: `none`, `ok`, `missing`, `invalid`, `expired`, `denied`.
-    #[prost(string, tag = "24")] auth_result: String => Str,
+    #[prost(tag = "24", string)] auth_result: String => Str,
     /// Verified subject (`sub` claim); never the token.
-    #[prost(string, optional, tag = "25")] auth_subject: Option<String> => OptStr,
+    #[prost(tag = "25", string, optional)] auth_subject: Option<String> => OptStr,
     /// Issuer of the verified token.
-    #[prost(string, optional, tag = "26")] auth_issuer: Option<String> => OptStr,
+    #[prost(tag = "26", string, optional)] auth_issuer: Option<String> => OptStr,
     /// Rate-limit decision: `allowed`, `limited`, or absent when no limit applies.
-    #[prost(string, optional, tag = "27")] rate_limit: Option<String> => OptStr,
+    #[prost(tag = "27", string, optional)] rate_limit: Option<String> => OptStr,
     /// Circuit breaker state seen by the request: `closed`, `open`, `half_open`.
-    #[prost(string, optional, tag = "28")] breaker_state: Option<String> => OptStr,
+    #[prost(tag = "28", string, optional)] breaker_state: Option<String> => OptStr,
     /// Error class when the request failed (`no_route`, `upstream_timeout`, ...).
-    #[prost(string, optional, tag = "29")] error_class: Option<String> => OptStr,
+    #[prost(tag = "29", string, optional)] error_class: Option<String> => OptStr,
     /// Negotiated TLS version (`TLSv1.3`); absent for plain HTTP.
-    #[prost(string, optional, tag = "30")] tls_version: Option<String> => OptStr,
+    #[prost(tag = "30", string, optional)] tls_version: Option<String> => OptStr,
     /// Negotiated TLS cipher suite.
-    #[prost(string, optional, tag = "31")] tls_cipher: Option<String> => OptStr,
+    #[prost(tag = "31", string, optional)] tls_cipher: Option<String> => OptStr,
     /// User-Agent header, truncated to 512 bytes.
-    #[prost(string, optional, tag = "32")] user_agent: Option<String> => OptStr,
+    #[prost(tag = "32", string, optional)] user_agent: Option<String> => OptStr,
     /// Referer header without its query string, truncated to 512 bytes.
-    #[prost(string, optional, tag = "33")] referer: Option<String> => OptStr,
+    #[prost(tag = "33", string, optional)] referer: Option<String> => OptStr,
     /// Policy version (content hash) that served the request.
-    #[prost(string, tag = "34")] policy_version: String => Str,
+    #[prost(tag = "34", string)] policy_version: String => Str,
     /// Gateway instance id (host name or configured id).
-    #[prost(string, tag = "35")] gateway_instance: String => Str,
+    #[prost(tag = "35", string)] gateway_instance: String => Str,
 }
 
 impl AccessLogRecord {
@@ -262,6 +383,36 @@ mod tests {
     }
 
     #[test]
+    fn the_borrowed_decoder_agrees_with_prost() {
+        let r = full();
+        let bytes = r.to_bytes();
+        let v = AccessLogRecordRef::decode(&bytes).unwrap();
+        assert_eq!(v, r.as_ref());
+        assert_eq!(v.to_owned(), r);
+        let empty = AccessLogRecord::default();
+        assert_eq!(
+            AccessLogRecordRef::decode(&empty.to_bytes())
+                .unwrap()
+                .to_owned(),
+            empty
+        );
+        // Garbage is refused by both, never misread.
+        for cut in 1..bytes.len() {
+            let ours = AccessLogRecordRef::decode(&bytes[..cut]).map(|v| v.to_owned());
+            let prost = AccessLogRecord::from_bytes(&bytes[..cut]);
+            assert_eq!(ours.is_ok(), prost.is_ok(), "cut at {cut}");
+            if let (Ok(a), Ok(b)) = (ours, prost) {
+                assert_eq!(a, b);
+            }
+        }
+        let mut bad = bytes.clone();
+        let pos = bad.windows(4).position(|w| w == b"POST").unwrap();
+        bad[pos] = 0xff;
+        assert!(AccessLogRecordRef::decode(&bad).is_err());
+        assert!(AccessLogRecord::from_bytes(&bad).is_err());
+    }
+
+    #[test]
     fn unknown_newer_fields_are_tolerated() {
         let mut bytes = full().to_bytes();
         // Field 200, wire type 2 (length-delimited): what a newer gateway might add.
@@ -272,6 +423,10 @@ mod tests {
         prost::encoding::encode_key(201, prost::encoding::WireType::Varint, &mut bytes);
         prost::encoding::encode_varint(42, &mut bytes);
         assert_eq!(AccessLogRecord::from_bytes(&bytes).unwrap(), full());
+        assert_eq!(
+            AccessLogRecordRef::decode(&bytes).unwrap().to_owned(),
+            full()
+        );
     }
 
     #[test]

@@ -259,7 +259,9 @@ pub enum TableStatus {
 mod glue {
     use super::*;
     use aws_sdk_glue::error::ProvideErrorMetadata;
-    use aws_sdk_glue::types::{Column, DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
+    use aws_sdk_glue::types::{
+        Column, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor, TableInput,
+    };
 
     fn glue_err<E: ProvideErrorMetadata + std::fmt::Debug>(op: &'static str, e: E) -> TableError {
         TableError::Glue {
@@ -288,19 +290,83 @@ mod glue {
             .map_err(|e| build_err("build column", e))
     }
 
-    fn table_input(location: &str, cols: &[TableColumn]) -> Result<TableInput, TableError> {
+    fn storage_descriptor(
+        location: &str,
+        cols: &[TableColumn],
+    ) -> Result<StorageDescriptor, TableError> {
         let serde = SerDeInfo::builder()
             .serialization_library(SERDE)
             .parameters("serialization.format", "1")
             .build();
-        let sd = StorageDescriptor::builder()
+        Ok(StorageDescriptor::builder()
             .set_columns(Some(cols.iter().map(column).collect::<Result<_, _>>()?))
             .location(location)
             .input_format(INPUT_FORMAT)
             .output_format(OUTPUT_FORMAT)
             .compressed(true)
             .serde_info(serde)
-            .build();
+            .build())
+    }
+
+    /// BatchCreatePartition: at most 100 partitions per call.
+    pub const MAX_PARTITIONS_PER_CALL: usize = 100;
+
+    /// Register `partitions` of the table over `location` in the Glue catalog, for engines
+    /// that do not read partition projection (Spark, Presto/Trino on Hive, Redshift
+    /// Spectrum). Partitions that already exist count as registered. Returns how many were
+    /// created.
+    pub async fn register_partitions(
+        client: &aws_sdk_glue::Client,
+        location: &str,
+        partitions: &[Partition],
+    ) -> Result<usize, TableError> {
+        let cols = columns();
+        let mut created = 0;
+        for chunk in partitions.chunks(MAX_PARTITIONS_PER_CALL) {
+            let inputs = chunk
+                .iter()
+                .map(|p| {
+                    Ok(PartitionInput::builder()
+                        .values(p.dt())
+                        .values(p.hour())
+                        .storage_descriptor(storage_descriptor(
+                            &format!("{}/{}/", location.trim_end_matches('/'), p.path()),
+                            &cols,
+                        )?)
+                        .build())
+                })
+                .collect::<Result<Vec<_>, TableError>>()?;
+            let out = client
+                .batch_create_partition()
+                .database_name(DATABASE)
+                .table_name(TABLE)
+                .set_partition_input_list(Some(inputs))
+                .send()
+                .await
+                .map_err(|e| glue_err("BatchCreatePartition", e))?;
+            let mut failed = 0;
+            for e in out.errors() {
+                let detail = e.error_detail();
+                let code = detail.and_then(|d| d.error_code()).unwrap_or("");
+                if code != "AlreadyExistsException" {
+                    return Err(TableError::Glue {
+                        op: "BatchCreatePartition",
+                        message: format!(
+                            "{:?}: {code}: {}",
+                            e.partition_values(),
+                            detail.and_then(|d| d.error_message()).unwrap_or("")
+                        ),
+                    });
+                }
+                failed += 1;
+            }
+            created += chunk.len() - failed;
+        }
+        Ok(created)
+    }
+
+    fn table_input(location: &str, cols: &[TableColumn]) -> Result<TableInput, TableError> {
+        let sd = storage_descriptor(location, cols)?;
         let keys = PARTITION_KEYS
             .iter()
             .map(|k| {
@@ -426,7 +492,7 @@ mod glue {
 }
 
 #[cfg(feature = "glue")]
-pub use glue::ensure_table;
+pub use glue::{ensure_table, register_partitions};
 
 #[cfg(test)]
 mod tests {

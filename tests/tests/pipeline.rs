@@ -187,7 +187,15 @@ async fn kinesis_to_s3_with_glue_table_and_error_prefix() {
     let d = tempfile::tempdir().unwrap();
     let root = format!("s3://{bucket}/lake");
     run_to_idle(
-        &["--stream", &stream, "--lake", &root, "--glue", "true"],
+        &[
+            "--stream",
+            &stream,
+            "--lake",
+            &root,
+            "--glue",
+            "true",
+            "--register-partitions",
+        ],
         &moto.env(),
         d.path().join("p.log"),
     );
@@ -245,6 +253,24 @@ async fn kinesis_to_s3_with_glue_table_and_error_prefix() {
         ),
     );
     assert_eq!(out.trim(), "ok");
+    // --register-partitions: exactly the partitions that hold files, each at its own prefix.
+    let mut want: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let dt = f.split("dt=").nth(1).unwrap().split('/').next().unwrap();
+            let hour = f.split("hour=").nth(1).unwrap().split('/').next().unwrap();
+            format!("{dt} {hour} s3://{bucket}/lake/access_logs/dt={dt}/hour={hour}/")
+        })
+        .collect();
+    want.sort();
+    want.dedup();
+    let got = boto(
+        &moto,
+        "ps = glue.get_partitions(DatabaseName='edgeway', TableName='access_logs')['Partitions']\n\
+         for l in sorted(' '.join(p['Values'] + [p['StorageDescriptor']['Location']]) for p in ps): print(l)\n\
+         assert all(p['StorageDescriptor']['SerdeInfo']['SerializationLibrary'].endswith('ParquetHiveSerDe') for p in ps)\n",
+    );
+    assert_eq!(got.lines().collect::<Vec<_>>(), want);
     // Idempotent: a second start leaves the table as it is.
     run_to_idle(
         &["--stream", &stream, "--lake", &root, "--glue", "true"],
