@@ -17,7 +17,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::access_log::{self, AccessLog, RecordBuilder};
 use crate::request_id;
 use crate::state::{Runtime, Shared};
-use edgeway_record::{AccessLogRecord, RECORD_VERSION};
+use edgeway_record::{AccessLogRecordRef, RECORD_VERSION};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -123,60 +123,64 @@ fn now_ms() -> i64 {
 }
 
 impl Gateway {
-    /// The access-log record of a finished request. Never copies a token, cookie or
-    /// Authorization value; the query keeps only allow-listed parameters.
-    fn record(
+    /// Build the access-log record of a finished request from borrowed parts and hand it to
+    /// the log. Never copies a token, cookie or Authorization value; the query keeps only
+    /// allow-listed parameters.
+    fn emit_record(
         &self,
+        log: &AccessLog,
         session: &Session,
         ctx: &Ctx,
         status: u16,
         elapsed: std::time::Duration,
-    ) -> AccessLogRecord {
+    ) {
+        use access_log::record::{display, filter_query, header_text, host_only, referer};
         let req = session.req_header();
         let policy = &ctx.rt.policy;
         let route = ctx.route.map(|i| &policy.routes[i]);
         let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
         let peer = session.client_addr().and_then(|a| a.as_inet());
-        AccessLogRecord {
+        let (mut ip_buf, mut upstream_buf) = ([0u8; 64], [0u8; 64]);
+        let trace_id = access_log::record::trace_id(req.headers.get("traceparent"));
+        let host = host_only(request_host(session));
+        let query = filter_query(req.uri.query(), &policy.access_log.query_params);
+        log.emit(&AccessLogRecordRef {
             record_version: RECORD_VERSION,
             event_time: ctx.event_time_ms,
-            request_id: ctx.request_id.clone(),
-            trace_id: access_log::record::trace_id(req.headers.get("traceparent")),
-            client_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+            request_id: &ctx.request_id,
+            trace_id: trace_id.as_deref(),
+            client_ip: ctx.client_ip.map_or("", |i| display(&mut ip_buf, i)),
             client_port: peer.map_or(0, |a| i32::from(a.port())),
-            method: req.method.as_str().to_string(),
-            scheme: if tls.is_some() { "https" } else { "http" }.to_string(),
-            host: access_log::record::host_only(request_host(session)),
+            method: req.method.as_str(),
+            scheme: if tls.is_some() { "https" } else { "http" },
+            host: &host,
             path: access_log::record::truncate(req.uri.path(), 2048),
-            query: access_log::record::filter_query(
-                req.uri.query(),
-                &policy.access_log.query_params,
-            ),
-            http_version: access_log::record::http_version(req.version).to_string(),
+            query: query.as_deref(),
+            http_version: access_log::record::http_version(req.version),
             status: i32::from(status),
             bytes_in: session.body_bytes_read() as i64,
             bytes_out: session.body_bytes_sent() as i64,
             duration_ms: ms(elapsed),
             upstream_connect_ms: ctx.upstream_connect_ms,
             upstream_response_ms: ctx.upstream_response_ms,
-            route: route.map(|r| r.name.to_string()),
-            upstream_cluster: route.map(|r| ctx.rt.clusters[r.cluster].spec.name.to_string()),
-            upstream_addr: ctx.upstream.as_ref().map(|a| a.to_string()),
+            route: route.map(|r| &*r.name),
+            upstream_cluster: route.map(|r| &*ctx.rt.clusters[r.cluster].spec.name),
+            upstream_addr: ctx.upstream.as_ref().map(|a| display(&mut upstream_buf, a)),
             shard: None,
             cache_status: None,
-            auth_result: "none".to_string(),
+            auth_result: "none",
             auth_subject: None,
             auth_issuer: None,
             rate_limit: None,
             breaker_state: None,
-            error_class: ctx.error_class.map(str::to_string),
-            tls_version: tls.map(|t| t.version.to_string()),
-            tls_cipher: tls.map(|t| t.cipher.to_string()),
-            user_agent: access_log::record::header_text(req.headers.get(http::header::USER_AGENT)),
-            referer: access_log::record::referer(req.headers.get(http::header::REFERER)),
-            policy_version: policy.version.to_string(),
-            gateway_instance: self.records.instance.clone(),
-        }
+            error_class: ctx.error_class,
+            tls_version: tls.map(|t| &*t.version),
+            tls_cipher: tls.map(|t| &*t.cipher),
+            user_agent: header_text(req.headers.get(http::header::USER_AGENT)),
+            referer: referer(req.headers.get(http::header::REFERER)),
+            policy_version: &policy.version,
+            gateway_instance: &self.records.instance,
+        });
     }
 }
 
@@ -484,7 +488,7 @@ impl ProxyHttp for Gateway {
             ctx.event_time_ms = now_ms();
         }
         if let Some(log) = &self.access_log {
-            log.emit(self.record(session, ctx, status, elapsed));
+            self.emit_record(log, session, ctx, status, elapsed);
         }
         if self.log_requests {
             let req = session.req_header();

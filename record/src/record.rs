@@ -100,6 +100,14 @@ macro_rules! ref_col {
     (own Str, $v:expr) => { $v.to_string() };
     (own OptStr, $v:expr) => { $v.map(str::to_string) };
     (own $k:ident, $v:expr) => { $v };
+    (encode Str, $tag:expr, $v:expr, $buf:expr) => { if !$v.is_empty() { wire::put_string($tag, $v, $buf) } };
+    (encode OptStr, $tag:expr, $v:expr, $buf:expr) => { if let Some(v) = $v { wire::put_string($tag, v, $buf) } };
+    (encode TimestampMs, $tag:expr, $v:expr, $buf:expr) => { if $v != 0 { wire::put_varint($tag, $v as u64, $buf) } };
+    (encode Int64, $tag:expr, $v:expr, $buf:expr) => { if $v != 0 { wire::put_varint($tag, $v as u64, $buf) } };
+    (encode Int32, $tag:expr, $v:expr, $buf:expr) => { if $v != 0 { wire::put_varint($tag, $v as i64 as u64, $buf) } };
+    (encode OptInt32, $tag:expr, $v:expr, $buf:expr) => { if let Some(v) = $v { wire::put_varint($tag, v as i64 as u64, $buf) } };
+    (encode Float64, $tag:expr, $v:expr, $buf:expr) => { if $v != 0.0 { wire::put_double($tag, $v, $buf) } };
+    (encode OptFloat64, $tag:expr, $v:expr, $buf:expr) => { if let Some(v) = $v { wire::put_double($tag, v, $buf) } };
     (decode Str, $wt:expr, $buf:expr) => { wire::string($wt, $buf)? };
     (decode OptStr, $wt:expr, $buf:expr) => { Some(wire::string($wt, $buf)?) };
     (decode TimestampMs, $wt:expr, $buf:expr) => { wire::varint($wt, $buf)? as i64 };
@@ -112,9 +120,25 @@ macro_rules! ref_col {
 
 /// Protobuf wire primitives for the borrowed decoder (the same rules as prost's).
 mod wire {
-    use prost::encoding::{check_wire_type, decode_varint, WireType};
+    use prost::encoding::{check_wire_type, decode_varint, encode_key, encode_varint, WireType};
 
     use super::RecordDecodeError;
+
+    pub fn put_varint(tag: u32, v: u64, buf: &mut Vec<u8>) {
+        encode_key(tag, WireType::Varint, buf);
+        encode_varint(v, buf);
+    }
+
+    pub fn put_double(tag: u32, v: f64, buf: &mut Vec<u8>) {
+        encode_key(tag, WireType::SixtyFourBit, buf);
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn put_string(tag: u32, v: &str, buf: &mut Vec<u8>) {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(v.len() as u64, buf);
+        buf.extend_from_slice(v.as_bytes());
+    }
 
     pub fn varint(wt: WireType, buf: &mut &[u8]) -> Result<u64, RecordDecodeError> {
         check_wire_type(WireType::Varint, wt)?;
@@ -196,6 +220,13 @@ macro_rules! access_log_record {
                     }
                 }
                 Ok(r)
+            }
+
+            /// Append the protobuf encoding to `buf`: the same bytes prost writes for the
+            /// owned record (fields in tag order, proto3 defaults omitted, `optional` fields
+            /// written whenever present), without building the owned record first.
+            pub fn encode(&self, buf: &mut Vec<u8>) {
+                $( ref_col!(encode $kind, const { tag_num($tag) }, self.$name, buf); )*
             }
 
             pub fn to_owned(&self) -> AccessLogRecord {
@@ -410,6 +441,28 @@ mod tests {
         bad[pos] = 0xff;
         assert!(AccessLogRecordRef::decode(&bad).is_err());
         assert!(AccessLogRecord::from_bytes(&bad).is_err());
+    }
+
+    #[test]
+    fn the_borrowed_encoder_writes_prosts_bytes() {
+        let mut r = full();
+        let mut buf = Vec::new();
+        r.as_ref().encode(&mut buf);
+        assert_eq!(buf, r.to_bytes());
+        // Negative numbers, empty optionals, defaults.
+        r.status = -1;
+        r.bytes_in = -5;
+        r.duration_ms = -0.5;
+        r.route = Some(String::new());
+        r.upstream_connect_ms = Some(0.0);
+        r.error_class = None;
+        r.request_id.clear();
+        buf.clear();
+        r.as_ref().encode(&mut buf);
+        assert_eq!(buf, r.to_bytes());
+        buf.clear();
+        AccessLogRecord::default().as_ref().encode(&mut buf);
+        assert!(buf.is_empty());
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! Access logs: one [`AccessLogRecord`] per request, handed off without blocking, made durable
-//! on local disk, and shipped to Kinesis when a stream is configured.
+//! Access logs: one [`edgeway_record::AccessLogRecord`] per request, handed off without
+//! blocking, made durable on local disk, and shipped to Kinesis when a stream is configured.
+//!
+//! The proxy thread builds the record from borrowed parts ([`AccessLogRecordRef`]) and
+//! encodes it straight into one buffer: one allocation per request, and the queue moves a
+//! pointer rather than a struct of thirty strings.
 //!
 //! ```text
-//! logging phase ─try_send─▶ bounded queue ─▶ writer: KPL aggregate ─▶ segment log (disk)
+//! logging phase: encode ─try_send─▶ bounded queue ─▶ writer: KPL aggregate ─▶ segment log
 //!                                                                       │
 //!                                     shipper (stream configured): tail ─▶ PutRecords
 //! ```
@@ -29,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgeway_record::segment::FsyncPolicy;
-use edgeway_record::AccessLogRecord;
+use edgeway_record::AccessLogRecordRef;
 use tokio::sync::mpsc;
 
 pub use metrics::LogMetrics;
@@ -58,19 +62,24 @@ pub struct AccessLogConfig {
     pub put_timeout: Duration,
 }
 
+/// First allocation for an encoded record: a typical one is 150–300 bytes.
+const ENCODED_CAPACITY: usize = 384;
+
 /// The request path's handle: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: mpsc::Sender<AccessLogRecord>,
+    tx: mpsc::Sender<Vec<u8>>,
     metrics: Arc<LogMetrics>,
 }
 
 impl AccessLog {
     /// Queue one record. Never waits: when the queue is full the record is dropped and the
     /// drop counted (the writer is not keeping up with disk).
-    pub fn emit(&self, record: AccessLogRecord) {
+    pub fn emit(&self, record: &AccessLogRecordRef<'_>) {
         self.metrics.emitted.inc();
-        match self.tx.try_send(record) {
+        let mut buf = Vec::with_capacity(ENCODED_CAPACITY);
+        record.encode(&mut buf);
+        match self.tx.try_send(buf) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.metrics

@@ -1,6 +1,8 @@
 //! Turning request facts into a record: redaction and normalisation rules, kept pure so they
 //! are unit-tested without a proxy.
 
+use std::borrow::Cow;
+
 use http::Version;
 
 /// Longest user agent or referer kept, in bytes.
@@ -26,41 +28,64 @@ pub fn filter_query(query: Option<&str>, allow: &[String]) -> Option<String> {
             allow.iter().any(|a| a == name)
         })
         .collect();
-    (!kept.is_empty()).then(|| truncate(&kept.join("&"), MAX_HEADER_VALUE))
+    (!kept.is_empty()).then(|| truncate(&kept.join("&"), MAX_HEADER_VALUE).to_string())
 }
 
 /// Truncate at a char boundary.
-pub fn truncate(s: &str, max: usize) -> String {
+pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
-        return s.to_string();
+        return s;
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_string()
+    &s[..end]
 }
 
 /// A header value for the record: valid UTF-8 only, truncated.
-pub fn header_text(v: Option<&http::HeaderValue>) -> Option<String> {
+pub fn header_text(v: Option<&http::HeaderValue>) -> Option<&str> {
     let s = v?.to_str().ok()?;
     (!s.is_empty()).then(|| truncate(s, MAX_HEADER_VALUE))
 }
 
 /// Referer without its query string or fragment (they carry tokens as often as URLs do).
-pub fn referer(v: Option<&http::HeaderValue>) -> Option<String> {
+pub fn referer(v: Option<&http::HeaderValue>) -> Option<&str> {
     let s = header_text(v)?;
     let end = s.find(['?', '#']).unwrap_or(s.len());
-    Some(s[..end].to_string())
+    Some(&s[..end])
+}
+
+/// Lower-case, borrowing when there is nothing to change.
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// `Display` into a stack buffer, for addresses on the request path (no allocation). Output
+/// that does not fit is cut at the buffer's end (never for IP addresses and ports).
+pub fn display<'b>(buf: &'b mut [u8; 64], v: impl std::fmt::Display) -> &'b str {
+    use std::io::Write;
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cur, "{v}");
+    let n = cur.position() as usize;
+    let s = &buf[..n];
+    match std::str::from_utf8(s) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&s[..e.valid_up_to()]).unwrap_or(""),
+    }
 }
 
 /// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
-pub fn trace_id(v: Option<&http::HeaderValue>) -> Option<String> {
+pub fn trace_id(v: Option<&http::HeaderValue>) -> Option<Cow<'_, str>> {
     let s = v?.to_str().ok()?;
     let mut parts = s.split('-');
     let (_ver, trace) = (parts.next()?, parts.next()?);
     (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()) && trace != "0".repeat(32))
-        .then(|| trace.to_ascii_lowercase())
+        .then(|| lower(trace))
 }
 
 pub fn http_version(v: Version) -> &'static str {
@@ -75,7 +100,7 @@ pub fn http_version(v: Version) -> &'static str {
 }
 
 /// Host without port, lower-case.
-pub fn host_only(host: &str) -> String {
+pub fn host_only(host: &str) -> Cow<'_, str> {
     let h = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
@@ -84,7 +109,7 @@ pub fn host_only(host: &str) -> String {
             _ => host,
         }
     };
-    truncate(&h.to_ascii_lowercase(), 255)
+    lower(truncate(h, 255))
 }
 
 #[cfg(test)]
@@ -126,5 +151,9 @@ mod tests {
         assert_eq!(trace_id(Some(&HeaderValue::from_static("garbage"))), None);
         assert_eq!(host_only("API.Example.com:8443"), "api.example.com");
         assert_eq!(host_only("[::1]:80"), "::1");
+        let mut b = [0u8; 64];
+        let a: std::net::SocketAddr = "[2001:db8::1]:8443".parse().unwrap();
+        assert_eq!(display(&mut b, a), "[2001:db8::1]:8443");
+        assert_eq!(display(&mut b, "x".repeat(100)).len(), 64);
     }
 }

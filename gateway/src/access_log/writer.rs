@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use edgeway_record::kpl::{Aggregator, MAX_KINESIS_RECORD_BYTES, MAX_PARTITION_KEY_BYTES};
 use edgeway_record::segment::{Position, SegmentError, SegmentWriter};
-use edgeway_record::AccessLogRecord;
 use tokio::sync::{mpsc, Notify};
 
 use super::{AccessLogConfig, LogMetrics};
@@ -102,7 +101,7 @@ impl LogWriter {
 pub async fn run(
     cfg: AccessLogConfig,
     log: LogWriter,
-    mut rx: mpsc::Receiver<AccessLogRecord>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
     metrics: Arc<LogMetrics>,
     stop: Arc<AtomicBool>,
 ) {
@@ -127,16 +126,13 @@ pub async fn run(
     // logging. The queue absorbs DRAIN_EVERY worth of records.
     let mut tick = tokio::time::interval(DRAIN_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut buf = Vec::with_capacity(512);
     'outer: loop {
         tick.tick().await;
         metrics.queued.set(rx.len() as i64);
         loop {
             match rx.try_recv() {
                 Ok(rec) => {
-                    buf.clear();
-                    prost::Message::encode(&rec, &mut buf).ok();
-                    push(&log, &mut agg, &buf, &metrics, &written);
+                    push(&log, &mut agg, &rec, &metrics, &written);
                     oldest.get_or_insert_with(Instant::now);
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
@@ -154,9 +150,7 @@ pub async fn run(
     // Drain what is already queued, then make it durable.
     rx.close();
     while let Ok(rec) = rx.try_recv() {
-        buf.clear();
-        prost::Message::encode(&rec, &mut buf).ok();
-        push(&log, &mut agg, &buf, &metrics, &written);
+        push(&log, &mut agg, &rec, &metrics, &written);
     }
     flush(&log, &mut agg, &written);
     if let Err(e) = lock(&log).seg.sync() {
