@@ -226,7 +226,7 @@ macro_rules! access_log_record {
             /// owned record (fields in tag order, proto3 defaults omitted, `optional` fields
             /// written whenever present), without building the owned record first.
             pub fn encode(&self, buf: &mut Vec<u8>) {
-                $( ref_col!(encode $kind, const { tag_num($tag) }, self.$name, buf); )*
+                $( ref_col!(encode $kind, (const { tag_num($tag) }), self.$name, buf); )*
             }
 
             pub fn to_owned(&self) -> AccessLogRecord {

@@ -67,7 +67,7 @@ fn lower(s: &str) -> Cow<'_, str> {
 
 /// `Display` into a stack buffer, for addresses on the request path (no allocation). Output
 /// that does not fit is cut at the buffer's end (never for IP addresses and ports).
-pub fn display<'b>(buf: &'b mut [u8; 64], v: impl std::fmt::Display) -> &'b str {
+pub fn display(buf: &mut [u8; 64], v: impl std::fmt::Display) -> &str {
     use std::io::Write;
     let mut cur = std::io::Cursor::new(&mut buf[..]);
     let _ = write!(cur, "{v}");
