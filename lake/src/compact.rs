@@ -6,13 +6,23 @@
 //! renamed into place and only then are the inputs deleted. Every step is a single object
 //! operation, so a crash leaves a state that [`crate::store::ReaderStore`] reads correctly and
 //! that the next `lake compact` of that partition finishes (committed) or undoes (pending).
+//!
+//! Memory stays bounded whatever the partition's size: inputs are copied to local temp files
+//! and k-way merged ([`edgeway_record::merge`]) row group by row group (every edgeway file
+//! declares its row groups sorted by `event_time`), and the output streams up in parts.
 
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use std::sync::Arc;
+
 use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches, sort_to_indices, take_record_batch};
+use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::AsyncArrowWriter;
+use edgeway_record::merge::{SortedMerge, Source};
+use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
@@ -202,31 +212,129 @@ async fn recover(
     }
 }
 
-/// Read one input file as batches in the contract's schema (columns a file lacks, from an
-/// older contract, become nulls).
-fn read_parquet(bytes: bytes::Bytes, name: &str) -> Result<Vec<RecordBatch>, LakeError> {
-    let err = |e: String| LakeError::Parquet(format!("{name}: {e}"));
+/// A batch in the contract's schema: columns a file lacks (from an older contract) become
+/// nulls, and differently typed ones are cast.
+fn conform(b: RecordBatch) -> Result<RecordBatch, ArrowError> {
     let schema = edgeway_record::arrow::schema();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| err(e.to_string()))?
+    let cols: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match b.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => cast(c, f.data_type()),
+            None => Ok(new_null_array(f.data_type(), b.num_rows())),
+        })
+        .collect::<Result<_, _>>()?;
+    RecordBatch::try_new(schema, cols)
+}
+
+/// Rows per batch read from an input row group: the merge holds one per row group.
+const READ_BATCH_ROWS: usize = 4096;
+
+/// The sorted sources of one local input file: each row group on its own when the file
+/// declares its row groups sorted by `event_time` (every edgeway writer does), otherwise the
+/// whole file read and sorted in memory (a file from elsewhere).
+fn file_sources(file: &std::fs::File, name: &str) -> Result<Vec<Source<'static>>, LakeError> {
+    let err = |e: String| LakeError::Parquet(format!("{name}: {e}"));
+    let open = || -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>, LakeError> {
+        let f = file.try_clone().map_err(|e| err(e.to_string()))?;
+        ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| err(e.to_string()))
+    };
+    let b = open()?;
+    let md = b.metadata().clone();
+    let time_col = b
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "event_time")
+        .ok_or_else(|| err("no event_time column".into()))? as i32;
+    let sorted = (0..md.num_row_groups()).all(|i| {
+        md.row_group(i).sorting_columns().is_some_and(|s| {
+            s.first()
+                .is_some_and(|c| c.column_idx == time_col && !c.descending)
+        })
+    });
+    if sorted {
+        return (0..md.num_row_groups())
+            .map(|i| {
+                let r = open()?
+                    .with_row_groups(vec![i])
+                    .with_batch_size(READ_BATCH_ROWS)
+                    .build()
+                    .map_err(|e| err(e.to_string()))?;
+                Ok(Box::new(r.map(|b| b.and_then(conform))) as Source<'static>)
+            })
+            .collect();
+    }
+    let batches = b
         .with_batch_size(64 * 1024)
         .build()
+        .map_err(|e| err(e.to_string()))?
+        .map(|b| b.and_then(conform))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(e.to_string()))?;
-    let mut out = Vec::new();
-    for b in reader {
-        let b = b.map_err(|e| err(e.to_string()))?;
-        let cols: Vec<ArrayRef> = schema
-            .fields()
-            .iter()
-            .map(|f| match b.column_by_name(f.name()) {
-                Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-                Some(c) => cast(c, f.data_type()).map_err(|e| err(e.to_string())),
-                None => Ok(new_null_array(f.data_type(), b.num_rows())),
-            })
-            .collect::<Result<_, _>>()?;
-        out.push(RecordBatch::try_new(schema.clone(), cols).map_err(|e| err(e.to_string()))?);
+    let schema = edgeway_record::arrow::schema();
+    let all = concat_batches(&schema, &batches).map_err(|e| err(e.to_string()))?;
+    let time = all.column(edgeway_record::arrow::event_time_index());
+    let idx = sort_to_indices(time, None, None).map_err(|e| err(e.to_string()))?;
+    let sorted = take_record_batch(&all, &idx).map_err(|e| err(e.to_string()))?;
+    Ok(vec![Box::new(std::iter::once(Ok(sorted)))])
+}
+
+/// Copy an object into an unnamed local temp file, chunk by chunk.
+async fn download(store: &dyn ObjectStore, o: &ObjectMeta) -> Result<std::fs::File, LakeError> {
+    use futures::StreamExt;
+    use std::io::{Seek, Write};
+    let io = |e: std::io::Error| LakeError::Io(format!("{}: {e}", o.location));
+    let mut file = std::io::BufWriter::new(tempfile::tempfile().map_err(io)?);
+    let mut stream = store
+        .get(&o.location)
+        .await
+        .map_err(|e| store_err(o.location.as_ref(), e))?
+        .into_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| store_err(o.location.as_ref(), e))?;
+        file.write_all(&chunk).map_err(io)?;
     }
-    Ok(out)
+    let mut file = file.into_inner().map_err(|e| io(e.into_error()))?;
+    file.rewind().map_err(io)?;
+    Ok(file)
+}
+
+/// Merge `group`'s files, in name order, into one time-sorted Parquet object at `out`,
+/// streaming: one read batch per input row group is in memory, and the output goes up in
+/// parts. Returns the rows written and the object's size.
+async fn merge_group(
+    store: &Arc<dyn ObjectStore>,
+    group: &[ObjectMeta],
+    out: &Path,
+) -> Result<(u64, u64), LakeError> {
+    let mut sources = Vec::new();
+    for o in group {
+        let file = download(store.as_ref(), o).await?;
+        sources.extend(file_sources(&file, file_name(&o.location))?);
+    }
+    let perr = |e: String| LakeError::Parquet(format!("{out}: {e}"));
+    let mut merge = SortedMerge::new(sources, edgeway_record::arrow::event_time_index())
+        .map_err(|e| perr(e.to_string()))?;
+    let mut w = AsyncArrowWriter::try_new(
+        BufWriter::new(Arc::clone(store), out.clone()),
+        edgeway_record::arrow::schema(),
+        Some(edgeway_record::parquet::writer_properties()),
+    )
+    .map_err(|e| perr(e.to_string()))?;
+    let mut rows = 0u64;
+    while let Some(b) = merge.next_batch().map_err(|e| perr(e.to_string()))? {
+        rows += b.num_rows() as u64;
+        w.write(&b).await.map_err(|e| perr(e.to_string()))?;
+    }
+    w.close().await.map_err(|e| perr(e.to_string()))?;
+    let size = store
+        .head(out)
+        .await
+        .map_err(|e| store_err(out.as_ref(), e))?
+        .size;
+    Ok((rows, size))
 }
 
 /// Group inputs (in name order) into bins of about `target` bytes each.
@@ -335,46 +443,11 @@ async fn compact_partition(
 
     let mut rows_in = 0u64;
     for (i, group) in groups.iter().enumerate() {
-        let mut batches = Vec::new();
-        for o in group {
-            let bytes = store
-                .get(&o.location)
-                .await
-                .map_err(|e| store_err(o.location.as_ref(), e))?
-                .bytes()
-                .await
-                .map_err(|e| store_err(o.location.as_ref(), e))?;
-            report.bytes_before += o.size;
-            let name = file_name(&o.location).to_string();
-            batches.extend(
-                tokio::task::spawn_blocking(move || read_parquet(bytes, &name))
-                    .await
-                    .map_err(|e| LakeError::Io(e.to_string()))??,
-            );
-        }
-        let encoded = tokio::task::spawn_blocking(move || -> Result<(u64, Vec<u8>), LakeError> {
-            let schema = edgeway_record::arrow::schema();
-            let all =
-                concat_batches(&schema, &batches).map_err(|e| LakeError::Parquet(e.to_string()))?;
-            let time = all
-                .column_by_name("event_time")
-                .ok_or_else(|| LakeError::Parquet("no event_time column".into()))?;
-            let idx =
-                sort_to_indices(time, None, None).map_err(|e| LakeError::Parquet(e.to_string()))?;
-            let sorted =
-                take_record_batch(&all, &idx).map_err(|e| LakeError::Parquet(e.to_string()))?;
-            Ok((sorted.num_rows() as u64, crate::writer::encode(&[sorted])?))
-        })
-        .await
-        .map_err(|e| LakeError::Io(e.to_string()))??;
-        let (rows, bytes) = encoded;
-        rows_in += rows;
-        report.bytes_after += bytes.len() as u64;
+        report.bytes_before += group.iter().map(|o| o.size).sum::<u64>();
         let tmp = at(&temp_name(&outputs[i]));
-        store
-            .put(&tmp, PutPayload::from(bytes))
-            .await
-            .map_err(|e| store_err(tmp.as_ref(), e))?;
+        let (rows, size) = merge_group(&lake.store, group, &tmp).await?;
+        rows_in += rows;
+        report.bytes_after += size;
         if i == 0 {
             crash(opts, Step::Output)?;
         }
@@ -417,5 +490,74 @@ mod tests {
         let b = bins(&files, 100);
         assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 2, 1]);
         assert_eq!(bins(&files, 1000).len(), 1);
+    }
+
+    /// Times of every row a merge of `files` yields.
+    fn merged_times(files: &[std::fs::File]) -> Vec<i64> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::TimestampMillisecondType;
+        let sources = files
+            .iter()
+            .flat_map(|f| file_sources(f, "t").unwrap())
+            .collect();
+        SortedMerge::new(sources, edgeway_record::arrow::event_time_index())
+            .unwrap()
+            .flat_map(|b| {
+                let b = b.unwrap();
+                b.column_by_name("event_time")
+                    .unwrap()
+                    .as_primitive::<TimestampMillisecondType>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    fn parquet_file(times: &[i64], declared_sorted: bool, row_group_rows: usize) -> std::fs::File {
+        use datafusion::parquet::arrow::ArrowWriter;
+        let recs: Vec<_> = times
+            .iter()
+            .map(|&t| edgeway_record::AccessLogRecord {
+                event_time: t,
+                request_id: format!("r{t}"),
+                ..Default::default()
+            })
+            .collect();
+        let mut props = edgeway_record::parquet::writer_properties_builder()
+            .set_max_row_group_row_count(Some(row_group_rows));
+        if !declared_sorted {
+            props = props.set_sorting_columns(None);
+        }
+        let file = tempfile::tempfile().unwrap();
+        let mut w = ArrowWriter::try_new(
+            file.try_clone().unwrap(),
+            edgeway_record::arrow::schema(),
+            Some(props.build()),
+        )
+        .unwrap();
+        // Rows as given: sorted per row group only when the caller sorted them.
+        for chunk in recs.chunks(row_group_rows) {
+            let b = if declared_sorted {
+                edgeway_record::arrow::to_sorted_batch(chunk).unwrap()
+            } else {
+                let mut bl = edgeway_record::record::ColumnBuilders::with_capacity(chunk.len());
+                chunk.iter().for_each(|r| bl.append(r));
+                RecordBatch::try_new(edgeway_record::arrow::schema(), bl.finish()).unwrap()
+            };
+            w.write(&b).unwrap();
+            w.flush().unwrap();
+        }
+        w.close().unwrap();
+        file
+    }
+
+    #[test]
+    fn merges_sorted_row_groups_and_sorts_undeclared_files_in_memory() {
+        // File a: row groups of 3, each sorted and declared so (times interleave across
+        // groups); file b: from elsewhere, unsorted and undeclared.
+        let a = parquet_file(&[5, 1, 9, 2, 8, 3, 7, 4], true, 3);
+        let b = parquet_file(&[6, 0, 10, 5], false, 100);
+        let t = merged_times(&[a, b]);
+        assert_eq!(t, vec![0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10]);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! An open file keeps at most one row group of rows in memory. When that fills (or memory
 //! runs short), the rows are sorted and appended as a *run* to a local spill file (Arrow IPC,
-//! LZ4, unnamed so the OS removes it with the process). When the file rolls, [`Merge`] reads
+//! LZ4, unnamed so the OS removes it with the process). When the file rolls, a [`SortedMerge`] reads
 //! the runs back batch by batch and merges them with the rows still in memory into one
 //! time-ordered stream for the Parquet writer. A file that never outgrew one row group is
 //! written straight from memory.
@@ -23,11 +23,11 @@ use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_ipc::CompressionType;
 use arrow_schema::ArrowError;
+use edgeway_record::merge::{SortedMerge, Source};
+use std::sync::{Arc, Mutex};
 
 /// Rows per batch in the spill file: the merge holds one such batch per run.
 pub const SPILL_BATCH_ROWS: usize = 8192;
-/// Rows per batch handed to the Parquet writer.
-pub const OUT_BATCH_ROWS: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpillError {
@@ -38,20 +38,9 @@ pub enum SpillError {
 }
 
 fn time_col(b: &RecordBatch) -> &[i64] {
-    b.column(time_idx())
+    b.column(edgeway_record::arrow::event_time_index())
         .as_primitive::<TimestampMillisecondType>()
         .values()
-}
-
-/// Position of `event_time` in the contract's columns.
-fn time_idx() -> usize {
-    static IDX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *IDX.get_or_init(|| {
-        edgeway_record::COLUMNS
-            .iter()
-            .position(|c| c.name == "event_time")
-            .unwrap_or(0)
-    })
 }
 
 /// A batch of the contract's columns, sorted by event time. The sort is stable (equal times
@@ -145,9 +134,8 @@ impl Runs {
     }
 
     /// Merge the runs with `tail` (the rows still in memory, sorted; they came last).
-    pub fn merge(self, tail: Option<RecordBatch>) -> Result<Merge, SpillError> {
-        let mut cursors = Vec::new();
-        let mut reader = None;
+    pub fn merge(self, tail: Option<RecordBatch>) -> Result<SortedMerge<'static>, SpillError> {
+        let mut sources: Vec<Source<'static>> = Vec::new();
         if let Some(w) = self.writer {
             let mut file = w.into_inner()?.into_inner().map_err(|e| SpillError::Io {
                 dir: "spill".into(),
@@ -157,144 +145,27 @@ impl Runs {
                 dir: "spill".into(),
                 source: e,
             })?;
-            reader = Some(FileReader::try_new(BufReader::new(file), None)?);
-            for (run, &(first, n)) in self.runs.iter().enumerate() {
-                cursors.push(Cursor {
-                    run,
-                    next: first,
-                    end: first + n,
-                    batch: None,
-                    row: 0,
-                });
+            // One reader for every run: each source seeks to its next batch before reading.
+            let reader = Arc::new(Mutex::new(FileReader::try_new(BufReader::new(file), None)?));
+            for &(first, n) in &self.runs {
+                let reader = Arc::clone(&reader);
+                sources.push(Box::new((first..first + n).map(move |i| {
+                    let mut r = reader
+                        .lock()
+                        .map_err(|_| ArrowError::IpcError("spill reader poisoned".into()))?;
+                    r.set_index(i)?;
+                    r.next().unwrap_or_else(|| {
+                        Err(ArrowError::IpcError(format!("spill batch {i} missing")))
+                    })
+                })));
             }
         }
-        let tail_run = cursors.len();
-        if let Some(t) = tail.filter(|t| t.num_rows() > 0) {
-            cursors.push(Cursor {
-                run: tail_run,
-                next: 0,
-                end: 0,
-                batch: Some(t),
-                row: 0,
-            });
+        if let Some(t) = tail {
+            sources.push(Box::new(std::iter::once(Ok(t))));
         }
-        let mut m = Merge { reader, cursors };
-        for i in 0..m.cursors.len() {
-            m.load(i)?;
-        }
-        Ok(m)
-    }
-}
-
-struct Cursor {
-    run: usize,
-    /// Next spill batch to load, and the end of this run's batches.
-    next: usize,
-    end: usize,
-    batch: Option<RecordBatch>,
-    row: usize,
-}
-
-impl Cursor {
-    fn head(&self) -> Option<(i64, usize)> {
-        let b = self.batch.as_ref()?;
-        Some((time_col(b)[self.row], self.run))
-    }
-}
-
-/// A time-ordered stream over runs and the in-memory tail.
-pub struct Merge {
-    reader: Option<FileReader<BufReader<File>>>,
-    cursors: Vec<Cursor>,
-}
-
-impl Merge {
-    /// Make cursor `i` point at a row, loading its next spilled batch when needed.
-    fn load(&mut self, i: usize) -> Result<(), SpillError> {
-        let c = &mut self.cursors[i];
-        if c.batch.as_ref().is_some_and(|b| c.row < b.num_rows()) {
-            return Ok(());
-        }
-        c.batch = None;
-        c.row = 0;
-        if c.next < c.end {
-            if let Some(r) = self.reader.as_mut() {
-                r.set_index(c.next)?;
-                c.next += 1;
-                c.batch = r.next().transpose()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The next batch of up to [`OUT_BATCH_ROWS`] rows, or `None` at the end.
-    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>, SpillError> {
-        // Slices (batch, start, len) in output order; batches are kept until the output is
-        // assembled because a cursor may move on to its next batch meanwhile.
-        let mut batches: Vec<RecordBatch> = Vec::new();
-        let mut slices: Vec<(usize, usize, usize)> = Vec::new();
-        let mut slot_of: Vec<Option<usize>> = vec![None; self.cursors.len()];
-        let mut out = 0;
-        while out < OUT_BATCH_ROWS {
-            let mut best: Option<(usize, (i64, usize))> = None;
-            let mut second: Option<(i64, usize)> = None;
-            for (i, c) in self.cursors.iter().enumerate() {
-                let Some(h) = c.head() else { continue };
-                match best {
-                    Some((_, b)) if h >= b => {
-                        if second.is_none_or(|s| h < s) {
-                            second = Some(h);
-                        }
-                    }
-                    _ => {
-                        if let Some((_, b)) = best {
-                            second = Some(b);
-                        }
-                        best = Some((i, h));
-                    }
-                }
-            }
-            let Some((i, _)) = best else { break };
-            let c = &mut self.cursors[i];
-            let Some(b) = c.batch.clone() else { break };
-            let times = &time_col(&b)[c.row..];
-            // Take every row that sorts before the other runs' smallest head: earlier time,
-            // or the same time from an earlier run.
-            let take = match second {
-                None => times.len(),
-                Some((t2, r2)) => times.partition_point(|&t| t < t2 || (t == t2 && c.run < r2)),
-            }
-            .clamp(1, OUT_BATCH_ROWS - out);
-            let slot = match slot_of[i] {
-                Some(s) => s,
-                None => {
-                    batches.push(b.clone());
-                    slot_of[i] = Some(batches.len() - 1);
-                    batches.len() - 1
-                }
-            };
-            slices.push((slot, c.row, take));
-            c.row += take;
-            out += take;
-            if c.row >= b.num_rows() {
-                // The cursor moves to its next batch: a new slot next time.
-                slot_of[i] = None;
-            }
-            self.load(i)?;
-        }
-        if slices.is_empty() {
-            return Ok(None);
-        }
-        if let [(slot, start, len)] = slices[..] {
-            return Ok(Some(batches[slot].slice(start, len)));
-        }
-        let idx: Vec<(usize, usize)> = slices
-            .iter()
-            .flat_map(|&(slot, start, len)| (start..start + len).map(move |r| (slot, r)))
-            .collect();
-        let refs: Vec<&RecordBatch> = batches.iter().collect();
-        Ok(Some(arrow_select::interleave::interleave_record_batch(
-            &refs, &idx,
-        )?))
+        Ok(SortedMerge::new(
+            sources,
+            edgeway_record::arrow::event_time_index(),
+        )?)
     }
 }

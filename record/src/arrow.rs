@@ -29,6 +29,14 @@ pub fn schema() -> SchemaRef {
     ))
 }
 
+/// Position of `event_time` in [`schema`].
+pub fn event_time_index() -> usize {
+    COLUMNS
+        .iter()
+        .position(|c| c.name == "event_time")
+        .unwrap_or(0)
+}
+
 /// Build a batch from records, sorted by `event_time`. The sort is stable (equal times keep
 /// their order in `records`), so the result does not depend on how a stream was cut into
 /// batches; Parquet min/max statistics then prune time ranges.

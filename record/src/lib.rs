@@ -19,6 +19,8 @@ pub mod table;
 pub mod arrow;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "arrow")]
+pub mod merge;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 
