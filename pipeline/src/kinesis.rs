@@ -123,17 +123,17 @@ pub fn balance<'a>(
         .collect();
     let mut workers: BTreeSet<&str> = active
         .iter()
-        .filter(|l| live(*l))
+        .filter(|l| live(l))
         .map(|l| l.owner.as_str())
         .collect();
     workers.insert(me);
     let target = active.len().div_ceil(workers.len().max(1));
-    let mine = active.iter().filter(|l| l.owner == me && live(*l)).count();
-    let free: Vec<&Lease> = active.iter().copied().filter(|l| !live(*l)).collect();
+    let mine = active.iter().filter(|l| l.owner == me && live(l)).count();
+    let free: Vec<&Lease> = active.iter().copied().filter(|l| !live(l)).collect();
     let mut steal = None;
     if mine + free.len() < target {
         let mut per_owner: BTreeMap<&str, Vec<&Lease>> = BTreeMap::new();
-        for l in active.iter().copied().filter(|l| live(*l) && l.owner != me) {
+        for l in active.iter().copied().filter(|l| live(l) && l.owner != me) {
             per_owner.entry(l.owner.as_str()).or_default().push(l);
         }
         if let Some((_, ls)) = per_owner
