@@ -52,6 +52,18 @@ impl Runtime {
     }
 }
 
+/// (cluster, endpoint) label pairs of the health gauge for `rt`.
+fn endpoint_labels(rt: &Runtime) -> std::collections::HashSet<(String, String)> {
+    rt.clusters
+        .iter()
+        .flat_map(|c| {
+            c.backends()
+                .into_iter()
+                .map(|b| (c.spec.name.to_string(), b.addr.to_string()))
+        })
+        .collect()
+}
+
 /// Process-wide state shared by the proxy, the admin listener and the reloader.
 pub struct Shared {
     pub current: ArcSwap<Runtime>,
@@ -97,7 +109,19 @@ impl Shared {
             })?;
             let rt = Arc::new(rt);
             rt.clusters.iter().for_each(Cluster::ensure_health_loop);
+            let gone = endpoint_labels(&current)
+                .difference(&endpoint_labels(&rt))
+                .cloned()
+                .collect::<Vec<_>>();
             self.current.store(rt);
+            // Endpoints no longer in any cluster leave the health gauge, so dashboards do not
+            // show a removed endpoint as healthy (or down) forever.
+            for (cluster, endpoint) in gone {
+                let _ = self
+                    .metrics
+                    .upstream_healthy
+                    .remove_label_values(&[&cluster, &endpoint]);
+            }
             self.metrics.set_policy_version(&version);
             Ok(ReloadOutcome::Applied(version))
         });

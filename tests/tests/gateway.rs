@@ -507,6 +507,26 @@ async fn valid_reload_applies_without_failing_in_flight_and_invalid_is_rejected(
         }
     })
     .await;
+
+    // Removing cluster b removes its endpoint from the health gauge; a's stays.
+    let gauge = |m: &str, cluster: &str| {
+        m.lines().any(|l| {
+            l.starts_with("gateway_upstream_endpoint_healthy{")
+                && l.contains(&format!("cluster=\"{cluster}\""))
+        })
+    };
+    assert!(gauge(&gw.metrics().await, "b"));
+    gw.write_policy("c.toml", &clusters(&[("a", &[&a], "")]));
+    eventually(
+        "cluster b leaves the gauge",
+        Duration::from_secs(10),
+        || {
+            let m = gw.metrics();
+            async move { (!gauge(&m.await, "b")).then_some(()) }
+        },
+    )
+    .await;
+    assert!(gauge(&gw.metrics().await, "a"));
 }
 
 #[tokio::test]
