@@ -17,9 +17,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch};
-use datafusion::arrow::compute::{cast, concat_batches, sort_to_indices, take_record_batch};
+use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::error::ArrowError;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReaderBuilder,
+};
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use edgeway_record::merge::{SortedMerge, Source};
 use object_store::buffered::BufWriter;
@@ -236,13 +238,18 @@ const READ_BATCH_ROWS: usize = 4096;
 /// whole file read and sorted in memory (a file from elsewhere).
 fn file_sources(file: &std::fs::File, name: &str) -> Result<Vec<Source<'static>>, LakeError> {
     let err = |e: String| LakeError::Parquet(format!("{name}: {e}"));
+    // The footer is parsed once and shared by every row group's reader.
+    let meta =
+        ArrowReaderMetadata::load(file, Default::default()).map_err(|e| err(e.to_string()))?;
     let open = || -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>, LakeError> {
         let f = file.try_clone().map_err(|e| err(e.to_string()))?;
-        ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| err(e.to_string()))
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
+            f,
+            meta.clone(),
+        ))
     };
-    let b = open()?;
-    let md = b.metadata().clone();
-    let time_col = b
+    let md = meta.metadata();
+    let time_col = meta
         .parquet_schema()
         .columns()
         .iter()
@@ -266,19 +273,17 @@ fn file_sources(file: &std::fs::File, name: &str) -> Result<Vec<Source<'static>>
             })
             .collect();
     }
-    let batches = b
+    let batches = open()?
         .with_batch_size(64 * 1024)
         .build()
         .map_err(|e| err(e.to_string()))?
         .map(|b| b.and_then(conform))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(e.to_string()))?;
-    let schema = edgeway_record::arrow::schema();
-    let all = concat_batches(&schema, &batches).map_err(|e| err(e.to_string()))?;
-    let time = all.column(edgeway_record::arrow::event_time_index());
-    let idx = sort_to_indices(time, None, None).map_err(|e| err(e.to_string()))?;
-    let sorted = take_record_batch(&all, &idx).map_err(|e| err(e.to_string()))?;
-    Ok(vec![Box::new(std::iter::once(Ok(sorted)))])
+    let all = concat_batches(&edgeway_record::arrow::schema(), &batches)
+        .and_then(edgeway_record::arrow::sort_by_time)
+        .map_err(|e| err(e.to_string()))?;
+    Ok(vec![Box::new(std::iter::once(Ok(all)))])
 }
 
 /// Copy an object into an unnamed local temp file, chunk by chunk.
@@ -315,8 +320,7 @@ async fn merge_group(
         sources.extend(file_sources(&file, file_name(&o.location))?);
     }
     let perr = |e: String| LakeError::Parquet(format!("{out}: {e}"));
-    let mut merge = SortedMerge::new(sources, edgeway_record::arrow::event_time_index())
-        .map_err(|e| perr(e.to_string()))?;
+    let mut merge = SortedMerge::new(sources).map_err(|e| perr(e.to_string()))?;
     let mut w = AsyncArrowWriter::try_new(
         BufWriter::new(Arc::clone(store), out.clone()),
         edgeway_record::arrow::schema(),
@@ -500,7 +504,7 @@ mod tests {
             .iter()
             .flat_map(|f| file_sources(f, "t").unwrap())
             .collect();
-        SortedMerge::new(sources, edgeway_record::arrow::event_time_index())
+        SortedMerge::new(sources)
             .unwrap()
             .flat_map(|b| {
                 let b = b.unwrap();

@@ -16,7 +16,7 @@ use pipeline::kinesis::{KinesisOptions, Reader};
 use pipeline::lake::Lake;
 use pipeline::lease::{LeaseTable, DEFAULT_LEASE_MS};
 use pipeline::local::LocalOptions;
-use pipeline::metrics::Metrics;
+use pipeline::metrics::{get, Metrics};
 use pipeline::writer::{WriterConfig, WriterContext};
 
 #[derive(Parser)]
@@ -355,7 +355,6 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         pipeline::kinesis::run(reader, leases, stop).await?;
     }
     let secs = started.elapsed().as_secs_f64();
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let summary = serde_json::json!({
         "records_in": get(&metrics.records_in),
         "records_out": get(&metrics.records_out),
@@ -487,7 +486,6 @@ async fn bench_encode(a: BenchArgs) -> anyhow::Result<()> {
         buffered: Default::default(),
         partitions: None,
     };
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let t = Instant::now();
     let mut w = ShardWriter::open("bench", ctx, CheckpointSink::Memory(Default::default())).await?;
     for (i, b) in blobs.iter().enumerate() {

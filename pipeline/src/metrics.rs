@@ -47,6 +47,10 @@ pub fn inc(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+pub fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
 impl Metrics {
     pub fn set_lag(&self, shard: &str, ms: i64) {
         if let Ok(mut m) = self.lag_ms.lock() {

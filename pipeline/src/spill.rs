@@ -16,8 +16,6 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Seek};
 use std::path::PathBuf;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMillisecondType;
 use arrow_array::RecordBatch;
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
@@ -37,26 +35,6 @@ pub enum SpillError {
     Arrow(#[from] ArrowError),
 }
 
-fn time_col(b: &RecordBatch) -> &[i64] {
-    b.column(edgeway_record::arrow::event_time_index())
-        .as_primitive::<TimestampMillisecondType>()
-        .values()
-}
-
-/// A batch of the contract's columns, sorted by event time. The sort is stable (equal times
-/// keep arrival order) and skipped when the rows already arrived in order.
-pub fn sorted(columns: Vec<arrow_array::ArrayRef>) -> Result<RecordBatch, ArrowError> {
-    let batch = RecordBatch::try_new(edgeway_record::arrow::schema(), columns)?;
-    let times = time_col(&batch);
-    if times.windows(2).all(|w| w[0] <= w[1]) {
-        return Ok(batch);
-    }
-    let mut order: Vec<u32> = (0..times.len() as u32).collect();
-    order.sort_by_key(|&i| times[i as usize]);
-    let idx = arrow_array::UInt32Array::from(order);
-    arrow_select::take::take_record_batch(&batch, &idx)
-}
-
 /// The spilled runs of one open file.
 pub struct Runs {
     dir: Option<PathBuf>,
@@ -64,7 +42,6 @@ pub struct Runs {
     /// Per run: its first batch index and its batch count in the spill file.
     runs: Vec<(usize, usize)>,
     batches: usize,
-    rows: u64,
 }
 
 impl Runs {
@@ -74,22 +51,12 @@ impl Runs {
             writer: None,
             runs: Vec::new(),
             batches: 0,
-            rows: 0,
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
-    }
-
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
-    fn io_err(&self, source: std::io::Error) -> SpillError {
+    fn io_err(dir: &Option<PathBuf>, source: std::io::Error) -> SpillError {
         SpillError::Io {
-            dir: self
-                .dir
+            dir: dir
                 .clone()
                 .unwrap_or_else(std::env::temp_dir)
                 .display()
@@ -108,7 +75,7 @@ impl Runs {
                 Some(d) => tempfile::tempfile_in(d),
                 None => tempfile::tempfile(),
             }
-            .map_err(|e| self.io_err(e))?;
+            .map_err(|e| Self::io_err(&self.dir, e))?;
             let opts = IpcWriteOptions::default()
                 .try_with_compression(Some(CompressionType::LZ4_FRAME))?;
             self.writer = Some(FileWriter::try_new_with_options(
@@ -129,7 +96,6 @@ impl Runs {
             self.batches += 1;
         }
         self.runs.push((first, self.batches - first));
-        self.rows += batch.num_rows() as u64;
         Ok(())
     }
 
@@ -137,14 +103,11 @@ impl Runs {
     pub fn merge(self, tail: Option<RecordBatch>) -> Result<SortedMerge<'static>, SpillError> {
         let mut sources: Vec<Source<'static>> = Vec::new();
         if let Some(w) = self.writer {
-            let mut file = w.into_inner()?.into_inner().map_err(|e| SpillError::Io {
-                dir: "spill".into(),
-                source: e.into_error(),
-            })?;
-            file.rewind().map_err(|e| SpillError::Io {
-                dir: "spill".into(),
-                source: e,
-            })?;
+            let mut file = w
+                .into_inner()?
+                .into_inner()
+                .map_err(|e| Self::io_err(&self.dir, e.into_error()))?;
+            file.rewind().map_err(|e| Self::io_err(&self.dir, e))?;
             // One reader for every run: each source seeks to its next batch before reading.
             let reader = Arc::new(Mutex::new(FileReader::try_new(BufReader::new(file), None)?));
             for &(first, n) in &self.runs {
@@ -163,9 +126,6 @@ impl Runs {
         if let Some(t) = tail {
             sources.push(Box::new(std::iter::once(Ok(t))));
         }
-        Ok(SortedMerge::new(
-            sources,
-            edgeway_record::arrow::event_time_index(),
-        )?)
+        Ok(SortedMerge::new(sources)?)
     }
 }

@@ -18,6 +18,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
+use edgeway_record::arrow::{schema, sort_by_time};
 use edgeway_record::kpl;
 use edgeway_record::record::ColumnBuilders;
 use edgeway_record::table::{self, Partition};
@@ -351,7 +353,7 @@ impl ShardWriter {
         if f.rows_n == 0 {
             return Ok(());
         }
-        let batch = crate::spill::sorted(f.rows.finish())?;
+        let batch = sort_by_time(RecordBatch::try_new(schema(), f.rows.finish())?)?;
         f.runs.push(&batch)?;
         self.ctx.buffered.fetch_sub(f.rows_bytes, Ordering::Relaxed);
         f.rows_n = 0;
@@ -366,7 +368,10 @@ impl ShardWriter {
         let tail = if f.rows_n == 0 {
             None
         } else {
-            Some(crate::spill::sorted(f.rows.finish())?)
+            Some(sort_by_time(RecordBatch::try_new(
+                schema(),
+                f.rows.finish(),
+            )?)?)
         };
         self.ctx.buffered.fetch_sub(f.rows_bytes, Ordering::Relaxed);
         let perr = |source| WriteError::Parquet {
@@ -377,7 +382,7 @@ impl ShardWriter {
         let out = BufWriter::new(lake.store.clone(), lake.path(&f.key));
         let mut w = AsyncArrowWriter::try_new(
             out,
-            edgeway_record::arrow::schema(),
+            schema(),
             Some(edgeway_record::parquet::writer_properties()),
         )
         .map_err(perr)?;
@@ -432,11 +437,12 @@ impl ShardWriter {
         if let Some(r) = self.ckpt.resume.clone() {
             self.ckpt.flushed.retain(|_, f| *f > r);
             self.batches.commit(&r);
-            self.ckpt.batches = self.batches.committed();
         }
     }
 
     async fn save(&mut self) -> Result<(), WriteError> {
+        // The dedupe window as of `ckpt.resume` (advance_resume commits up to it).
+        self.ckpt.batches = self.batches.committed();
         self.sink.save(&self.ckpt).await?;
         inc(&self.ctx.metrics.checkpoints, 1);
         self.saved_resume = self.ckpt.resume.clone();

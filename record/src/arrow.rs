@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMillisecondType;
+use arrow_array::{RecordBatch, UInt32Array};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::record::ColumnBuilders;
@@ -37,26 +39,35 @@ pub fn event_time_index() -> usize {
         .unwrap_or(0)
 }
 
-/// Build a batch from records, sorted by `event_time`. The sort is stable (equal times keep
-/// their order in `records`), so the result does not depend on how a stream was cut into
-/// batches; Parquet min/max statistics then prune time ranges.
+/// The `event_time` values of a batch in [`schema`] (UTC milliseconds).
+pub fn event_times(batch: &RecordBatch) -> &[i64] {
+    batch
+        .column(event_time_index())
+        .as_primitive::<TimestampMillisecondType>()
+        .values()
+}
+
+/// `batch` (in [`schema`]) sorted by `event_time`. The sort is stable (equal times keep their
+/// order), so the result does not depend on how a stream was cut into batches, and it is
+/// skipped when the rows are already in order; Parquet min/max statistics then prune time
+/// ranges.
+pub fn sort_by_time(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let times = event_times(&batch);
+    if times.windows(2).all(|w| w[0] <= w[1]) {
+        return Ok(batch);
+    }
+    let mut order: Vec<u32> = (0..times.len() as u32).collect();
+    order.sort_by_key(|&i| times[i as usize]);
+    arrow_select::take::take_record_batch(&batch, &UInt32Array::from(order))
+}
+
+/// Build a batch from records, sorted by `event_time` ([`sort_by_time`]).
 pub fn to_sorted_batch(records: &[AccessLogRecord]) -> Result<RecordBatch, ArrowError> {
     let mut b = ColumnBuilders::with_capacity(records.len());
-    let sorted_already = records
-        .windows(2)
-        .all(|w| w[0].event_time <= w[1].event_time);
-    if sorted_already {
-        for r in records {
-            b.append(r);
-        }
-    } else {
-        let mut order: Vec<u32> = (0..records.len() as u32).collect();
-        order.sort_by_key(|&i| records[i as usize].event_time);
-        for i in order {
-            b.append(&records[i as usize]);
-        }
+    for r in records {
+        b.append(r);
     }
-    RecordBatch::try_new(schema(), b.finish())
+    sort_by_time(RecordBatch::try_new(schema(), b.finish())?)
 }
 
 #[cfg(test)]

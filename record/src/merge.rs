@@ -7,10 +7,10 @@
 //! arrival order, the result is a stable sort of the concatenation, whatever the cuts between
 //! sources were.
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMillisecondType;
 use arrow_array::RecordBatch;
 use arrow_schema::ArrowError;
+
+use crate::arrow::{event_time_index, event_times};
 
 /// Rows per merged batch.
 pub const OUT_BATCH_ROWS: usize = 8192;
@@ -26,18 +26,12 @@ struct Cursor<'a> {
 
 pub struct SortedMerge<'a> {
     cursors: Vec<Cursor<'a>>,
-    time_idx: usize,
-}
-
-fn times(b: &RecordBatch, idx: usize) -> &[i64] {
-    b.column(idx)
-        .as_primitive::<TimestampMillisecondType>()
-        .values()
 }
 
 impl<'a> SortedMerge<'a> {
-    /// `time_idx`: the position of the `Timestamp(Millisecond)` column to merge on.
-    pub fn new(sources: Vec<Source<'a>>, time_idx: usize) -> Result<Self, ArrowError> {
+    /// Merge `sources` (batches in the contract's [`crate::arrow::schema`]), given in
+    /// arrival order.
+    pub fn new(sources: Vec<Source<'a>>) -> Result<Self, ArrowError> {
         let mut m = SortedMerge {
             cursors: sources
                 .into_iter()
@@ -47,7 +41,6 @@ impl<'a> SortedMerge<'a> {
                     row: 0,
                 })
                 .collect(),
-            time_idx,
         };
         for i in 0..m.cursors.len() {
             m.load(i)?;
@@ -62,7 +55,7 @@ impl<'a> SortedMerge<'a> {
             c.row = 0;
             match c.src.next().transpose()? {
                 Some(b) => {
-                    if b.column(self.time_idx).null_count() > 0 {
+                    if b.column(event_time_index()).null_count() > 0 {
                         return Err(ArrowError::InvalidArgumentError(
                             "null event_time in a merge input".into(),
                         ));
@@ -81,7 +74,7 @@ impl<'a> SortedMerge<'a> {
     fn head(&self, i: usize) -> Option<(i64, usize)> {
         let c = &self.cursors[i];
         let b = c.batch.as_ref()?;
-        Some((times(b, self.time_idx)[c.row], i))
+        Some((event_times(b)[c.row], i))
     }
 
     /// The next batch of up to [`OUT_BATCH_ROWS`] rows, or `None` at the end.
@@ -107,7 +100,7 @@ impl<'a> SortedMerge<'a> {
             let Some((_, i)) = best else { break };
             let c = &mut self.cursors[i];
             let Some(b) = c.batch.clone() else { break };
-            let ts = &times(&b, self.time_idx)[c.row..];
+            let ts = &event_times(&b)[c.row..];
             // Every row that sorts before the other sources' smallest head: an earlier time,
             // or the same time from an earlier source.
             let take = match second {
@@ -157,7 +150,7 @@ impl Iterator for SortedMerge<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arrow::{schema, to_sorted_batch};
+    use crate::arrow::to_sorted_batch;
     use crate::AccessLogRecord;
     use arrow_array::cast::AsArray;
 
@@ -186,8 +179,7 @@ mod tests {
             .into_iter()
             .map(|v| Box::new(v.into_iter().map(Ok)) as Source)
             .collect();
-        let time_idx = schema().index_of("event_time").unwrap();
-        let got: Vec<String> = SortedMerge::new(sources, time_idx)
+        let got: Vec<String> = SortedMerge::new(sources)
             .unwrap()
             .flat_map(|b| {
                 let b = b.unwrap();

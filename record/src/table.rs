@@ -344,7 +344,7 @@ mod glue {
                 .send()
                 .await
                 .map_err(|e| glue_err("BatchCreatePartition", e))?;
-            let mut failed = 0;
+            let mut existed = 0;
             for e in out.errors() {
                 let detail = e.error_detail();
                 let code = detail.and_then(|d| d.error_code()).unwrap_or("");
@@ -358,9 +358,9 @@ mod glue {
                         ),
                     });
                 }
-                failed += 1;
+                existed += 1;
             }
-            created += chunk.len() - failed;
+            created += chunk.len() - existed;
         }
         Ok(created)
     }

@@ -203,6 +203,15 @@ pub fn run_to_idle(args: &[&str], env: &[(&'static str, String)], log: PathBuf) 
     p.log()
 }
 
+/// `pipeline run` in local mode, `log` (a gateway access-log dir) → `lake`, plus `extra`
+/// flags, until idle; its output goes to `out`.
+pub fn run_local_to_idle(log: &Path, lake: &Path, extra: &[&str], out: PathBuf) -> String {
+    let (log, lake) = (log.to_str().unwrap(), lake.to_str().unwrap());
+    let mut args = vec!["--local-log", log, "--lake", lake];
+    args.extend_from_slice(extra);
+    run_to_idle(&args, &[], out)
+}
+
 /// Every data file under `root/access_logs` (relative paths, sorted).
 pub fn parquet_files(root: &Path) -> Vec<String> {
     let mut out = Vec::new();

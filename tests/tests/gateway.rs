@@ -18,6 +18,17 @@ fn clusters(list: &[(&str, &[&Origin], &str)]) -> String {
     s
 }
 
+/// A gateway with one cluster `a` (origin `a`) and one route `all` to it, plus `more` files.
+async fn gateway_all_to(a: &Origin, more: &[(&str, &str)]) -> Gateway {
+    let cl = clusters(&[("a", &[a], "")]);
+    let mut files = vec![
+        ("c.toml", cl.as_str()),
+        ("r.toml", "[[route]]\nname = \"all\"\ncluster = \"a\"\n"),
+    ];
+    files.extend_from_slice(more);
+    Gateway::start(&files).await
+}
+
 async fn get(
     client: &reqwest::Client,
     url: &str,
@@ -144,10 +155,8 @@ async fn routes_by_host_prefix_and_method_and_forwards_identity() {
 #[tokio::test]
 async fn trusted_proxy_forwarding_is_appended() {
     let a = Origin::start("a").await;
-    let cl = clusters(&[("a", &[&a], "")]);
-    let routes = "[[route]]\nname = \"all\"\ncluster = \"a\"\n";
     let fw = "[forwarding]\ntrusted_proxies = [\"127.0.0.0/8\"]\n";
-    let gw = Gateway::start(&[("c.toml", &cl), ("r.toml", routes), ("f.toml", fw)]).await;
+    let gw = gateway_all_to(&a, &[("f.toml", fw)]).await;
     let body: Value = reqwest::Client::new()
         .get(gw.url("/"))
         .header("x-forwarded-for", "203.0.113.7")
@@ -330,9 +339,7 @@ fn tls_client(gw: &Gateway, max: Option<reqwest::tls::Version>) -> reqwest::Clie
 #[tokio::test]
 async fn tls_with_generated_ca_alpn_h2_and_old_versions_refused() {
     let a = Origin::start("a").await;
-    let cl = clusters(&[("a", &[&a], "")]);
-    let routes = "[[route]]\nname = \"all\"\ncluster = \"a\"\n";
-    let gw = Gateway::start(&[("c.toml", &cl), ("r.toml", routes)]).await;
+    let gw = gateway_all_to(&a, &[]).await;
     let url = format!("https://api.localhost:{}/hello", gw.https.port());
 
     // TLS 1.3 with ALPN: HTTP/2 is negotiated; the origin sees X-Forwarded-Proto https.
@@ -558,9 +565,7 @@ async fn sigterm_drains_in_flight_requests() {
 #[tokio::test]
 async fn certificate_rotation_without_restart() {
     let a = Origin::start("a").await;
-    let cl = clusters(&[("a", &[&a], "")]);
-    let routes = "[[route]]\nname = \"all\"\ncluster = \"a\"\n";
-    let gw = Gateway::start(&[("c.toml", &cl), ("r.toml", routes)]).await;
+    let gw = gateway_all_to(&a, &[]).await;
     let url = format!("https://api.localhost:{}/", gw.https.port());
     assert_eq!(
         tls_client(&gw, None)

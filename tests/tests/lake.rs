@@ -851,7 +851,7 @@ async fn athena_query_api_and_local_query_of_an_s3_lake_against_moto() {
 #[tokio::test]
 async fn gateway_to_pipeline_to_lake_query_counts_match_what_was_sent() {
     use e2e::origin::Origin;
-    use e2e::pipeline_util::run_to_idle;
+    use e2e::pipeline_util::run_local_to_idle;
     use e2e::{eventually, free_port, Gateway};
 
     let origin = Origin::start("app").await;
@@ -906,16 +906,10 @@ async fn gateway_to_pipeline_to_lake_query_counts_match_what_was_sent() {
 
     let dir = tempfile::tempdir().unwrap();
     let lake_dir = dir.path().join("lake");
-    run_to_idle(
-        &[
-            "--local-log",
-            gw.access_log_dir().to_str().unwrap(),
-            "--lake",
-            lake_dir.to_str().unwrap(),
-            "--threads",
-            "1",
-        ],
-        &[],
+    run_local_to_idle(
+        &gw.access_log_dir(),
+        &lake_dir,
+        &["--threads", "1"],
         dir.path().join("pipeline.log"),
     );
     let rows = query(

@@ -25,16 +25,10 @@ async fn local_log_to_parquet_with_types_values_layout_and_deterministic_keys() 
     let lake_a = dir.path().join("lake-a");
     let lake_b = dir.path().join("lake-b");
     for lake in [&lake_a, &lake_b] {
-        run_to_idle(
-            &[
-                "--local-log",
-                log.to_str().unwrap(),
-                "--lake",
-                lake.to_str().unwrap(),
-                "--threads",
-                "1",
-            ],
-            &[],
+        run_local_to_idle(
+            &log,
+            lake,
+            &["--threads", "1"],
             dir.path().join("pipeline.log"),
         );
     }
@@ -99,18 +93,10 @@ async fn rolls_by_size_into_several_files() {
     let recs: Vec<_> = (0..5000u64).map(|i| record(i, T0 + i as i64)).collect();
     write_local_log(&log, &aggregates(&recs, 100, "gw-a"));
     let lake = dir.path().join("lake");
-    run_to_idle(
-        &[
-            "--local-log",
-            log.to_str().unwrap(),
-            "--lake",
-            lake.to_str().unwrap(),
-            "--target-file-bytes",
-            "20000",
-            "--row-group-rows",
-            "1000",
-        ],
-        &[],
+    run_local_to_idle(
+        &log,
+        &lake,
+        &["--target-file-bytes", "20000", "--row-group-rows", "1000"],
         dir.path().join("pipeline.log"),
     );
     let files = parquet_files(&lake);
