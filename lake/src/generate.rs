@@ -3,6 +3,9 @@
 //! [`file_records`] to compute expected answers from exactly the records that were written.
 
 use chrono::{DateTime, Timelike};
+use edgeway_record::outcome::{
+    AuthResult, BreakerState, CacheStatus, ErrorClass, RateLimitDecision,
+};
 use edgeway_record::{AccessLogRecord, RECORD_VERSION};
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -88,12 +91,12 @@ const AGENTS: &[&str] = &[
 
 /// Breaker state of a cluster at an instant: `search` opens for two minutes at minute 10 of
 /// every hour and probes half-open in minute 12, so breaker queries have openings to count.
-pub fn breaker_at(cluster: &str, t_ms: i64) -> &'static str {
+pub fn breaker_at(cluster: &str, t_ms: i64) -> BreakerState {
     let minute = (t_ms.rem_euclid(3_600_000)) / 60_000;
     match (cluster, minute) {
-        ("search", 10 | 11) => "open",
-        ("search", 12) => "half_open",
-        _ => "closed",
+        ("search", 10 | 11) => BreakerState::Open,
+        ("search", 12) => BreakerState::HalfOpen,
+        _ => BreakerState::Closed,
     }
 }
 
@@ -121,19 +124,19 @@ fn record(rng: &mut Rng, seed: u64, t0: i64, hour: u32, file: u32, i: u64) -> Ac
     let https = rng.chance(0.7);
     let (auth_result, subject, issuer) = match rng.below(100) {
         0..=79 => (
-            "ok",
+            AuthResult::Ok,
             Some(format!("user-{}", rng.skewed(200))),
             Some(ISSUERS[rng.below(10).min(1) as usize].to_string()),
         ),
-        80..=89 => ("none", None, None),
-        90..=93 => ("missing", None, None),
-        94..=96 => ("invalid", None, None),
+        80..=89 => (AuthResult::None, None, None),
+        90..=93 => (AuthResult::Missing, None, None),
+        94..=96 => (AuthResult::Invalid, None, None),
         97..=98 => (
-            "expired",
+            AuthResult::Expired,
             None,
             Some(ISSUERS[rng.below(2) as usize].to_string()),
         ),
-        _ => ("denied", None, Some(ISSUERS[0].to_string())),
+        _ => (AuthResult::Denied, None, Some(ISSUERS[0].to_string())),
     };
     let limited = rng.chance(0.03);
     let breaker = breaker_at(cluster, event_time);
@@ -144,20 +147,24 @@ fn record(rng: &mut Rng, seed: u64, t0: i64, hour: u32, file: u32, i: u64) -> Ac
         duration_ms *= 20.0;
     }
     let (status, error_class, proxied) = if no_route {
-        (404, Some("no_route"), false)
-    } else if matches!(auth_result, "missing" | "invalid" | "expired") && route != "static" {
-        (401, Some("auth"), false)
-    } else if auth_result == "denied" && route != "static" {
-        (403, Some("forbidden"), false)
+        (404, Some(ErrorClass::NoRoute), false)
+    } else if matches!(
+        auth_result,
+        AuthResult::Missing | AuthResult::Invalid | AuthResult::Expired
+    ) && route != "static"
+    {
+        (401, Some(ErrorClass::Unauthorized), false)
+    } else if auth_result == AuthResult::Denied && route != "static" {
+        (403, Some(ErrorClass::Forbidden), false)
     } else if limited {
-        (429, Some("rate_limited"), false)
-    } else if breaker == "open" {
-        (503, Some("breaker_open"), false)
+        (429, Some(ErrorClass::RateLimited), false)
+    } else if breaker == BreakerState::Open {
+        (503, Some(ErrorClass::BreakerOpen), false)
     } else {
         match rng.below(1000) {
             0..=9 => (500, None, true),
-            10..=14 => (502, Some("upstream_connect"), true),
-            15..=19 => (504, Some("upstream_timeout"), true),
+            10..=14 => (502, Some(ErrorClass::UpstreamConnectFailed), true),
+            15..=19 => (504, Some(ErrorClass::UpstreamTimeout), true),
             20..=69 => (304, None, true),
             70..=119 => (400, None, true),
             120..=159 => (404, None, true),
@@ -170,23 +177,23 @@ fn record(rng: &mut Rng, seed: u64, t0: i64, hour: u32, file: u32, i: u64) -> Ac
     }
     let duration_ms = (duration_ms * 1000.0).round() / 1000.0;
     let cache_status = match (route, status) {
-        (_, s) if s >= 400 => "no-store",
+        (_, s) if s >= 400 => CacheStatus::NoStore,
         ("static", _) => {
             if rng.chance(0.9) {
-                "public"
+                CacheStatus::Public
             } else {
-                "no-store"
+                CacheStatus::NoStore
             }
         }
         ("search", _) => {
             if rng.chance(0.5) {
-                "public"
+                CacheStatus::Public
             } else {
-                "private"
+                CacheStatus::Private
             }
         }
-        ("users", _) => "private",
-        _ => "no-store",
+        ("users", _) => CacheStatus::Private,
+        _ => CacheStatus::NoStore,
     };
     let sharded = matches!(route, "users" | "orders") && !no_route;
     let endpoint = rng.below(3);
@@ -230,13 +237,21 @@ fn record(rng: &mut Rng, seed: u64, t0: i64, hour: u32, file: u32, i: u64) -> Ac
         upstream_cluster: (!no_route).then(|| cluster.to_string()),
         upstream_addr: proxied.then(|| format!("10.0.{}.{}:8080", cluster.len(), endpoint + 1)),
         shard: sharded.then(|| format!("{}", rng.below(8))),
-        cache_status: Some(cache_status.into()),
-        auth_result: auth_result.into(),
+        cache_status: Some(cache_status.as_str().into()),
+        auth_result: auth_result.as_str().into(),
         auth_subject: subject,
         auth_issuer: issuer,
-        rate_limit: Some(if limited { "limited" } else { "allowed" }.into()),
-        breaker_state: (!no_route).then(|| breaker.to_string()),
-        error_class: error_class.map(Into::into),
+        rate_limit: Some(
+            if limited {
+                RateLimitDecision::Limited
+            } else {
+                RateLimitDecision::Allowed
+            }
+            .as_str()
+            .into(),
+        ),
+        breaker_state: (!no_route).then(|| breaker.as_str().to_string()),
+        error_class: error_class.map(|c| c.as_str().into()),
         tls_version: https.then(|| "TLSv1.3".into()),
         tls_cipher: https.then(|| "TLS13_AES_128_GCM_SHA256".into()),
         user_agent: Some(AGENTS[rng.below(AGENTS.len() as u64) as usize].into()),

@@ -10,7 +10,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod kpl;
+pub mod outcome;
 pub mod record;
 pub mod segment;
 pub mod table;
