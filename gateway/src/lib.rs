@@ -2,16 +2,37 @@
 //!
 //! Requests enter through [`proxy::Gateway`] (Pingora's `ProxyHttp`), which consults the
 //! current [`state::Runtime`]: a validated [`policy::Snapshot`] plus the objects built from it
-//! ([`route::Router`], [`upstream::Cluster`]). [`reload::Reloader`] swaps that runtime when
-//! the policy files change; [`admin::Admin`] exposes health and [`metrics`].
+//! ([`route::RoutePlan`]s behind a [`route::Router`], [`upstream::Cluster`]s).
+//! [`reload::Reloader`] swaps that runtime when the policy files change; [`admin::Admin`]
+//! exposes health and [`metrics`].
+//!
+//! Each request-path capability is one module with the same five parts: its file section,
+//! a pure `validate`, an immutable spec in the snapshot, a runtime part kept across reloads
+//! while its spec is unchanged, and a phase step that `proxy` calls and that either lets the
+//! request go on or returns a [`reject::Reject`]. `ARCHITECTURE.md` walks through it.
 
 #![forbid(unsafe_code)]
+// The request path must not panic: no unwrap/expect/panic outside tests. Start-up code that
+// may (static metric definitions) says so with an `allow` and a reason.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 pub mod access_log;
 pub mod admin;
+pub mod forwarding;
+pub mod host;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod reject;
 pub mod reload;
 pub mod request_id;
 pub mod route;

@@ -28,6 +28,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start-up")]
 enum Cmd {
     /// Run the gateway.
     Run(RunArgs),
@@ -245,7 +246,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     init_logging();
 
-    let shared = state::Shared::load(&args.policies)
+    // The first load runs on a short-lived runtime: building may resolve names or fetch
+    // (async), and Pingora's own runtimes start only with the server.
+    let clock: Arc<dyn edgeway_record::clock::Clock> = Arc::new(edgeway_record::clock::SystemClock);
+    let shared = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the policy loader")?
+        .block_on(state::Shared::load(&args.policies, clock))
         .map_err(|e| anyhow::anyhow!("invalid policy in {}:\n{e}", args.policies.display()))?;
     tracing::info!(
         version = %shared.current.load().policy.version,

@@ -26,6 +26,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 impl Metrics {
+    #[allow(
+        clippy::expect_used,
+        reason = "static metric definitions, checked at start-up"
+    )]
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(

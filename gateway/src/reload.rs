@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 
 use crate::state::{ReloadOutcome, Shared};
 use crate::tls::CertResolver;
-use crate::upstream::Cluster;
 
 /// Editors write files in several steps; wait this long after the last event.
 const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -25,14 +24,12 @@ pub struct Reloader {
 
 impl Reloader {
     async fn reload_all(&self) {
-        let shared = Arc::clone(&self.shared);
-        let result = tokio::task::spawn_blocking(move || shared.reload()).await;
-        match result {
-            Ok(Ok(ReloadOutcome::Applied(v))) => tracing::info!(version = %v, "policy reloaded"),
-            Ok(Ok(ReloadOutcome::Unchanged(v))) => {
+        match self.shared.reload().await {
+            Ok(ReloadOutcome::Applied(v)) => tracing::info!(version = %v, "policy reloaded"),
+            Ok(ReloadOutcome::Unchanged(v)) => {
                 tracing::debug!(version = %v, "policy unchanged")
             }
-            Ok(Err(errors)) => {
+            Err(errors) => {
                 let serving = self.shared.current.load().policy.version.clone();
                 for e in &errors.0 {
                     tracing::warn!(error = %e, "policy reload rejected");
@@ -43,7 +40,6 @@ impl Reloader {
                     "invalid policy edit rejected; the last good policy keeps serving"
                 );
             }
-            Err(e) => tracing::error!(error = %e, "policy reload task failed"),
         }
         if let Some(certs) = &self.certs {
             match certs.reload() {
@@ -60,12 +56,7 @@ impl Reloader {
 #[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        self.shared
-            .current
-            .load()
-            .clusters
-            .iter()
-            .for_each(Cluster::ensure_health_loop);
+        self.shared.current.load().start_background();
 
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let watch_tx = tx.clone();
@@ -107,12 +98,7 @@ impl BackgroundService for Reloader {
                 _ = shutdown.changed() => break,
                 Some(()) = rx.recv() => {
                     // Coalesce a burst of events into one reload.
-                    loop {
-                        match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                            Ok(Some(())) => continue,
-                            _ => break,
-                        }
-                    }
+                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
                     self.reload_all().await;
                 }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {

@@ -1,6 +1,11 @@
 //! Request identity: keep a well-formed incoming `X-Request-Id`, otherwise mint a UUIDv7
 //! (time-ordered, so ids sort like the log).
 
+use http::header::HeaderName;
+
+/// The header that carries the request id in both directions.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Longest incoming id we keep; longer ones are replaced, not truncated.
 pub const MAX_LEN: usize = 128;
 

@@ -1,8 +1,15 @@
 //! The serving state: one [`Runtime`] (a policy snapshot plus the objects built from it),
 //! swapped atomically on reload. A request loads it once, so every phase of that request sees
 //! the same policy version even if a reload lands mid-flight.
+//!
+//! Each capability's runtime part is built from its spec and the previous runtime
+//! ([`keep_or_build`]): when the spec did not change, the part itself is kept, with its state
+//! (health today; buckets, breaker windows, key sets, caches as they land) and its background
+//! tasks. Building is async (DNS now, JWKS fetches and Redis later) and runs on the reloader's
+//! runtime, never on a proxy thread; a failure names the file and line of the definition.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,58 +17,117 @@ use arc_swap::ArcSwap;
 
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy::{self, PolicyErrors, Snapshot};
+use crate::route::{RoutePlan, Router};
 use crate::upstream::Cluster;
+use edgeway_record::clock::Clock;
+
+/// Building a runtime part failed (after the policy validated): `field` names the definition
+/// (`cluster.api`), which [`policy::locate`] turns into a file and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct BuildError {
+    pub field: String,
+    pub message: String,
+}
+
+/// A runtime part built from one spec.
+pub trait Part {
+    type Spec: PartialEq;
+    fn spec(&self) -> &Self::Spec;
+}
+
+/// The previous part when its spec is unchanged (keeping its state), else a new one.
+pub async fn keep_or_build<T, F>(
+    previous: Option<&Arc<T>>,
+    spec: &T::Spec,
+    build: impl FnOnce() -> F,
+) -> Result<Arc<T>, BuildError>
+where
+    T: Part,
+    F: Future<Output = Result<T, BuildError>>,
+{
+    match previous {
+        Some(p) if p.spec() == spec => Ok(Arc::clone(p)),
+        _ => build().await.map(Arc::new),
+    }
+}
+
+/// What building a runtime may use besides the specs.
+pub struct BuildEnv<'a> {
+    pub metrics: &'a Metrics,
+    pub clock: &'a Arc<dyn Clock>,
+}
 
 pub struct Runtime {
     pub policy: Arc<Snapshot>,
-    /// Same order as `policy.clusters`.
-    pub clusters: Vec<Arc<Cluster>>,
-    /// Same order as `policy.routes`.
-    pub route_metrics: Vec<RouteMetrics>,
+    /// By name.
+    pub clusters: HashMap<Arc<str>, Arc<Cluster>>,
+    /// One plan per route, in policy order.
+    pub routes: Vec<Arc<RoutePlan>>,
+    pub router: Router<RoutePlan>,
     pub unrouted_metrics: RouteMetrics,
 }
 
 impl Runtime {
-    /// Build runtime objects for `policy`, reusing clusters whose spec did not change.
-    pub fn build(
+    /// Build the runtime for `policy`, keeping every part of `previous` whose spec did not
+    /// change.
+    pub async fn build(
         policy: Snapshot,
         previous: Option<&Runtime>,
-        metrics: &Metrics,
-    ) -> Result<Runtime, String> {
-        let old: HashMap<&str, &Arc<Cluster>> = previous
-            .map(|p| p.clusters.iter().map(|c| (&*c.spec.name, c)).collect())
-            .unwrap_or_default();
-        let mut clusters = Vec::with_capacity(policy.clusters.len());
+        env: &BuildEnv<'_>,
+    ) -> Result<Runtime, BuildError> {
+        let mut clusters = HashMap::with_capacity(policy.clusters.len());
         for spec in &policy.clusters {
-            match old.get(&*spec.name) {
-                Some(c) if c.spec == *spec => clusters.push(Arc::clone(c)),
-                _ => clusters.push(Arc::new(Cluster::build(spec, &metrics.upstream_healthy)?)),
-            }
+            let prev = previous.and_then(|p| p.clusters.get(&spec.name));
+            let cluster = keep_or_build(prev, spec, || {
+                Cluster::build(spec, &env.metrics.upstream_healthy)
+            })
+            .await?;
+            clusters.insert(Arc::clone(&spec.name), cluster);
         }
-        let route_metrics = policy
-            .routes
-            .iter()
-            .map(|r| metrics.route(&r.name))
-            .collect();
+        let mut routes = Vec::with_capacity(policy.routes.len());
+        for spec in &policy.routes {
+            // Validation checked the name; a miss here is a bug, reported, not a panic.
+            let cluster = clusters
+                .get(&spec.cluster)
+                .cloned()
+                .ok_or_else(|| BuildError {
+                    field: format!("route.{}", spec.name),
+                    message: format!("cluster `{}` was not built", spec.cluster),
+                })?;
+            routes.push(Arc::new(RoutePlan {
+                spec: Arc::clone(spec),
+                cluster,
+                metrics: env.metrics.route(&spec.name),
+            }));
+        }
         Ok(Runtime {
-            policy: Arc::new(policy),
+            router: Router::new(&routes),
+            routes,
             clusters,
-            route_metrics,
-            unrouted_metrics: metrics.route("-"),
+            unrouted_metrics: env.metrics.route("-"),
+            policy: Arc::new(policy),
         })
     }
-}
 
-/// (cluster, endpoint) label pairs of the health gauge for `rt`.
-fn endpoint_labels(rt: &Runtime) -> std::collections::HashSet<(String, String)> {
-    rt.clusters
-        .iter()
-        .flat_map(|c| {
-            c.backends()
-                .into_iter()
-                .map(|b| (c.spec.name.to_string(), b.addr.to_string()))
-        })
-        .collect()
+    /// Start the background tasks of every part that has one (health checks). Idempotent;
+    /// call on a tokio runtime that lives as long as the process, after every swap. Each task
+    /// holds its part weakly and ends when a reload drops the part.
+    pub fn start_background(&self) {
+        self.clusters.values().for_each(Cluster::ensure_health_loop);
+    }
+
+    /// (cluster, endpoint) label pairs of the health gauge.
+    fn endpoint_labels(&self) -> HashSet<(String, String)> {
+        self.clusters
+            .values()
+            .flat_map(|c| {
+                c.backends()
+                    .into_iter()
+                    .map(|b| (c.spec.name.to_string(), b.addr.to_string()))
+            })
+            .collect()
+    }
 }
 
 /// Process-wide state shared by the proxy, the admin listener and the reloader.
@@ -69,62 +135,41 @@ pub struct Shared {
     pub current: ArcSwap<Runtime>,
     pub metrics: Metrics,
     pub policy_dir: PathBuf,
-    reload_lock: std::sync::Mutex<()>,
+    pub clock: Arc<dyn Clock>,
+    reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
-    pub fn load(policy_dir: &Path) -> Result<Arc<Shared>, String> {
+    /// Load and build the first runtime. Fails (with located errors) when the policy is
+    /// invalid or a part cannot be built.
+    pub async fn load(
+        policy_dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Shared>, PolicyErrors> {
         let metrics = Metrics::new();
-        let snapshot = policy::load_dir(policy_dir).map_err(|e| e.to_string())?;
+        let snapshot = read_policy(policy_dir).await?;
         let version = snapshot.version.clone();
-        let rt = Runtime::build(snapshot, None, &metrics)?;
+        let env = BuildEnv {
+            metrics: &metrics,
+            clock: &clock,
+        };
+        let rt = build_located(snapshot, None, &env, policy_dir).await?;
         metrics.set_policy_version(&version);
         Ok(Arc::new(Shared {
             current: ArcSwap::from_pointee(rt),
             metrics,
             policy_dir: policy_dir.to_path_buf(),
-            reload_lock: std::sync::Mutex::new(()),
+            clock,
+            reload_lock: tokio::sync::Mutex::new(()),
         }))
     }
 
     /// Re-read the policy directory. On success the new runtime replaces the old one in a
-    /// single atomic store; on any error the current runtime keeps serving. Blocking (file
-    /// reads, DNS): call from a blocking-capable context.
-    pub fn reload(&self) -> Result<ReloadOutcome, PolicyErrors> {
-        let _serialised = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let result = policy::load_dir(&self.policy_dir).and_then(|snapshot| {
-            let current = self.current.load();
-            if snapshot.version == current.policy.version {
-                return Ok(ReloadOutcome::Unchanged(snapshot.version.to_string()));
-            }
-            let version = snapshot.version.to_string();
-            let rt = Runtime::build(snapshot, Some(&current), &self.metrics).map_err(|msg| {
-                PolicyErrors(vec![policy::PolicyError {
-                    file: self.policy_dir.clone(),
-                    line: 0,
-                    column: 0,
-                    field: "cluster".into(),
-                    message: msg,
-                }])
-            })?;
-            let rt = Arc::new(rt);
-            rt.clusters.iter().for_each(Cluster::ensure_health_loop);
-            let gone = endpoint_labels(&current)
-                .difference(&endpoint_labels(&rt))
-                .cloned()
-                .collect::<Vec<_>>();
-            self.current.store(rt);
-            // Endpoints no longer in any cluster leave the health gauge, so dashboards do not
-            // show a removed endpoint as healthy (or down) forever.
-            for (cluster, endpoint) in gone {
-                let _ = self
-                    .metrics
-                    .upstream_healthy
-                    .remove_label_values(&[&cluster, &endpoint]);
-            }
-            self.metrics.set_policy_version(&version);
-            Ok(ReloadOutcome::Applied(version))
-        });
+    /// single atomic store and its background tasks start; on any error the current runtime
+    /// keeps serving. Call on the long-lived runtime (the reloader's).
+    pub async fn reload(&self) -> Result<ReloadOutcome, PolicyErrors> {
+        let _serialised = self.reload_lock.lock().await;
+        let result = self.reload_inner().await;
         match &result {
             Ok(ReloadOutcome::Applied(_)) => self.metrics.reload(true),
             Ok(ReloadOutcome::Unchanged(_)) => {}
@@ -132,10 +177,167 @@ impl Shared {
         }
         result
     }
+
+    async fn reload_inner(&self) -> Result<ReloadOutcome, PolicyErrors> {
+        let snapshot = read_policy(&self.policy_dir).await?;
+        let current = self.current.load_full();
+        if snapshot.version == current.policy.version {
+            return Ok(ReloadOutcome::Unchanged(snapshot.version.to_string()));
+        }
+        let version = snapshot.version.to_string();
+        let env = BuildEnv {
+            metrics: &self.metrics,
+            clock: &self.clock,
+        };
+        let rt = Arc::new(build_located(snapshot, Some(&current), &env, &self.policy_dir).await?);
+        rt.start_background();
+        let gone: Vec<_> = current
+            .endpoint_labels()
+            .difference(&rt.endpoint_labels())
+            .cloned()
+            .collect();
+        self.current.store(rt);
+        // Endpoints no longer in any cluster leave the health gauge, so dashboards do not
+        // show a removed endpoint as healthy (or down) forever.
+        for (cluster, endpoint) in gone {
+            let _ = self
+                .metrics
+                .upstream_healthy
+                .remove_label_values(&[&cluster, &endpoint]);
+        }
+        self.metrics.set_policy_version(&version);
+        Ok(ReloadOutcome::Applied(version))
+    }
+}
+
+/// Read, parse and validate off the async threads (file reads, parsing).
+async fn read_policy(dir: &Path) -> Result<Snapshot, PolicyErrors> {
+    let owned = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || policy::load_dir(&owned))
+        .await
+        .unwrap_or_else(|e| {
+            Err(PolicyErrors(vec![policy::PolicyError {
+                file: dir.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: "-".into(),
+                message: format!("policy loading task failed: {e}"),
+            }]))
+        })
+}
+
+/// [`Runtime::build`] with its error located in the policy files.
+async fn build_located(
+    snapshot: Snapshot,
+    previous: Option<&Runtime>,
+    env: &BuildEnv<'_>,
+    dir: &Path,
+) -> Result<Runtime, PolicyErrors> {
+    // Keep what `locate` needs: the snapshot moves into the runtime.
+    let origins = snapshot.origins.clone();
+    Runtime::build(snapshot, previous, env)
+        .await
+        .map_err(|e| PolicyErrors(vec![policy::locate(&origins, dir, e.field, e.message)]))
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReloadOutcome {
     Applied(String),
     Unchanged(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgeway_record::clock::ManualClock;
+
+    const CLUSTERS: &str = "[cluster.api]\nendpoints = [\"127.0.0.1:9\"]\n\n[cluster.other]\nendpoints = [\"127.0.0.1:10\"]\n";
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[tokio::test]
+    async fn unchanged_parts_keep_their_state_across_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "clusters.toml", CLUSTERS);
+        write(
+            dir.path(),
+            "routes.toml",
+            "[[route]]\nname = \"a\"\ncluster = \"api\"\n",
+        );
+        let shared = Shared::load(dir.path(), Arc::new(ManualClock::new(0)))
+            .await
+            .unwrap();
+        let before = shared.current.load_full();
+
+        // Only a route changes: both clusters are the same objects afterwards.
+        write(
+            dir.path(),
+            "routes.toml",
+            "[[route]]\nname = \"a\"\npath_prefix = \"/v1\"\ncluster = \"api\"\n",
+        );
+        assert!(matches!(
+            shared.reload().await,
+            Ok(ReloadOutcome::Applied(_))
+        ));
+        let after = shared.current.load_full();
+        assert_ne!(before.policy.version, after.policy.version);
+        for name in ["api", "other"] {
+            assert!(
+                Arc::ptr_eq(&before.clusters[name], &after.clusters[name]),
+                "{name}"
+            );
+        }
+        assert!(Arc::ptr_eq(
+            &after.routes[0].cluster,
+            &after.clusters["api"]
+        ));
+
+        // One cluster changes: only that one is rebuilt.
+        write(
+            dir.path(),
+            "clusters.toml",
+            &CLUSTERS.replace("127.0.0.1:10", "127.0.0.1:11"),
+        );
+        shared.reload().await.unwrap();
+        let third = shared.current.load_full();
+        assert!(Arc::ptr_eq(&after.clusters["api"], &third.clusters["api"]));
+        assert!(!Arc::ptr_eq(
+            &after.clusters["other"],
+            &third.clusters["other"]
+        ));
+
+        // An identical reload is a no-op.
+        assert!(matches!(
+            shared.reload().await,
+            Ok(ReloadOutcome::Unchanged(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_build_failure_is_located_and_the_last_good_runtime_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "clusters.toml", CLUSTERS);
+        let shared = Shared::load(dir.path(), Arc::new(ManualClock::new(0)))
+            .await
+            .unwrap();
+        let good = shared.current.load().policy.version.clone();
+        // Valid syntax, but the name does not resolve (`.invalid` never does, RFC 6761).
+        write(
+            dir.path(),
+            "clusters.toml",
+            "# comment\n[cluster.api]\nendpoints = [\"nowhere.invalid:80\"]\n",
+        );
+        let errs = shared.reload().await.unwrap_err();
+        assert_eq!(errs.0.len(), 1);
+        let e = &errs.0[0];
+        assert!(e.file.ends_with("clusters.toml"), "{e}");
+        assert_eq!((e.line, e.field.as_str()), (2, "cluster.api"), "{e}");
+        assert!(
+            e.message.contains("cannot resolve `nowhere.invalid:80`"),
+            "{e}"
+        );
+        assert_eq!(shared.current.load().policy.version, good);
+    }
 }

@@ -31,6 +31,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start-up")]
 enum Cmd {
     /// Read the stream (or the local log) and write the lake until SIGTERM/SIGINT, which
     /// finishes and checkpoints every open file.

@@ -172,7 +172,11 @@ impl SegmentWriter {
             return Err(SegmentError::FrameTooLarge(payload.len()));
         }
         let frame = FRAME_HEADER + payload.len() as u64;
-        if self.used_bytes + frame > self.cap_bytes {
+        let rolls =
+            self.len + frame > self.max_segment_bytes && self.len > SEGMENT_MAGIC.len() as u64;
+        // A roll starts a new file with its header: that counts against the cap too.
+        let header = if rolls { SEGMENT_MAGIC.len() as u64 } else { 0 };
+        if self.used_bytes + header + frame > self.cap_bytes {
             return Err(SegmentError::Full {
                 dir: self.dir.clone(),
                 used: self.used_bytes,
@@ -180,7 +184,7 @@ impl SegmentWriter {
                 frame,
             });
         }
-        if self.len + frame > self.max_segment_bytes && self.len > SEGMENT_MAGIC.len() as u64 {
+        if rolls {
             self.roll().map_err(|e| io_err(&self.dir, e))?;
         }
         let pos = Position {
@@ -534,6 +538,21 @@ mod tests {
         while r.next_frame().unwrap().is_some() {}
         w.release_before(r.position()).unwrap();
         w.append(&[0u8; 500]).unwrap();
+    }
+
+    #[test]
+    fn the_cap_holds_on_disk_whatever_the_frame_sizes() {
+        // A frame that fills the cap exactly while forcing a roll used to leave the new
+        // segment's header over the cap.
+        for size in (100usize..1010).step_by(3) {
+            let d = tempfile::tempdir().unwrap();
+            let cap = 4096;
+            let mut w = SegmentWriter::open(d.path(), 1024, cap, FsyncPolicy::Never).unwrap();
+            while w.append(&vec![7u8; size]).is_ok() {}
+            let on_disk = disk_usage(d.path()).unwrap();
+            assert!(on_disk <= cap, "frames of {size}: {on_disk} bytes on disk");
+            assert_eq!(on_disk, w.used_bytes(), "frames of {size}");
+        }
     }
 
     #[test]

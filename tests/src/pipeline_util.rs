@@ -18,6 +18,10 @@ pub const T0: i64 = 1_763_776_800_000;
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a unique name, not a time decision"
+    )]
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -35,20 +39,20 @@ pub fn record(i: u64, event_time: i64) -> AccessLogRecord {
         record_version: 1,
         event_time,
         request_id: format!("req-{i:08}"),
-        trace_id: (i % 2 == 0).then(|| format!("{i:032x}")),
+        trace_id: i.is_multiple_of(2).then(|| format!("{i:032x}")),
         client_ip: "203.0.113.9".into(),
         client_port: 40_000 + (i % 1000) as i32,
-        method: if i % 5 == 0 { "POST" } else { "GET" }.into(),
+        method: if i.is_multiple_of(5) { "POST" } else { "GET" }.into(),
         scheme: "https".into(),
         host: "api.example.com".into(),
         path: format!("/v1/items/{}", i % 17),
         query: None,
         http_version: "HTTP/2".into(),
-        status: if i % 7 == 0 { 404 } else { 200 },
+        status: if i.is_multiple_of(7) { 404 } else { 200 },
         bytes_in: (i % 100) as i64,
         bytes_out: 1000 + i as i64,
         duration_ms: i as f64 / 4.0,
-        upstream_connect_ms: (i % 3 == 0).then_some(0.5),
+        upstream_connect_ms: i.is_multiple_of(3).then_some(0.5),
         upstream_response_ms: Some(1.25),
         route: Some("api-v1".into()),
         upstream_cluster: Some("api".into()),

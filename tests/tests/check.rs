@@ -83,6 +83,18 @@ fn missing_cluster_and_bad_values_are_all_reported() {
 }
 
 #[test]
+fn a_close_cluster_name_gets_a_suggestion() {
+    let clusters = "[cluster.api]\nendpoints = [\"127.0.0.1:9001\"]\n[cluster.static]\nendpoints = [\"127.0.0.1:9002\"]\n";
+    let routes = "[[route]]\nname = \"a\"\ncluster = \"statc\"\n";
+    let (ok, _, err) = check(&[("c.toml", clusters), ("r.toml", routes)]);
+    assert!(!ok);
+    assert!(
+        err.contains("r.toml:3:11: route[0].cluster: found `statc`, expected one of the defined clusters: [api, static] (did you mean `static`?)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn duplicate_route_is_reported_with_both_places() {
     let r1 =
         "[[route]]\nname = \"a\"\nhosts = [\"x.test\"]\npath_prefix = \"/v1\"\ncluster = \"api\"\n";

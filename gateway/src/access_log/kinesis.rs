@@ -241,13 +241,13 @@ async fn send_all(
                 } else {
                     metrics.put_errors.inc();
                 }
-                if attempt == 1 || attempt % 20 == 0 {
+                if attempt == 1 || attempt.is_multiple_of(20) {
                     tracing::warn!(error = %aws_sdk_kinesis::error::DisplayErrorContext(&e), attempt, "access log: PutRecords failed; records stay in the local log and are retried");
                 }
             }
             Err(_) => {
                 metrics.put_errors.inc();
-                if attempt == 1 || attempt % 20 == 0 {
+                if attempt == 1 || attempt.is_multiple_of(20) {
                     tracing::warn!(timeout = ?call_timeout, attempt, "access log: PutRecords timed out; retrying");
                 }
             }

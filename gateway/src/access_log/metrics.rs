@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use edgeway_record::clock::Clock;
+
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct LogMetrics {
@@ -36,6 +38,10 @@ pub struct LogMetrics {
 }
 
 impl LogMetrics {
+    #[allow(
+        clippy::expect_used,
+        reason = "static metric definitions, checked at start-up"
+    )]
     pub fn new(registry: &Registry) -> Self {
         let c = |name: &str, help: &str| {
             let m = IntCounter::new(name, help).expect("static metric");
@@ -134,9 +140,7 @@ impl LogMetrics {
     /// an overload must not also flood the log).
     pub fn dropped(&self, reason: &str, n: u64, detail: &dyn std::fmt::Display) {
         self.dropped.with_label_values(&[reason]).inc_by(n);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = (edgeway_record::clock::SystemClock.now_ms() / 1000) as u64;
         let last = self.last_drop_log.load(Ordering::Relaxed);
         if now > last
             && self

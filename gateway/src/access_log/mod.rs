@@ -25,6 +25,7 @@
 
 mod kinesis;
 pub mod metrics;
+pub mod policy;
 pub mod record;
 mod writer;
 
@@ -145,6 +146,8 @@ impl Sink {
         };
         let deadline = std::time::Instant::now() + timeout;
         while !thread.is_finished() && std::time::Instant::now() < deadline {
+            // Process exit, after the server's runtimes stopped: nothing else runs here.
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(Duration::from_millis(10));
         }
         if thread.is_finished() {

@@ -6,21 +6,17 @@
 //! line, column and field; validation collects all of them rather than stopping at the first.
 //! The proxy never sees the file types.
 
+pub mod attach;
 pub mod file;
-mod validate;
+pub mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::Method;
-use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
-use crate::route::Router;
-
-pub use validate::validate;
+use crate::{access_log, forwarding, route, upstream};
 
 /// One problem in the policy files, located precisely enough for an editor to jump to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,79 +66,45 @@ impl fmt::Display for PolicyErrors {
 impl std::error::Error for PolicyErrors {}
 
 /// A validated, immutable policy. Built once per (re)load, shared by `Arc`, never mutated.
+/// Each field is one capability's spec; the runtime built from it lives in
+/// [`crate::state::Runtime`].
 #[derive(Debug)]
 pub struct Snapshot {
     /// Content hash of the policy files (first 12 hex digits of SHA-256 over names and bytes).
     pub version: Arc<str>,
-    pub routes: Vec<Route>,
-    pub clusters: Vec<ClusterSpec>,
-    pub forwarding: Forwarding,
-    pub access_log: AccessLogPolicy,
-    pub router: Router,
+    pub routes: Vec<Arc<route::Route>>,
+    pub clusters: Vec<upstream::ClusterSpec>,
+    pub forwarding: forwarding::Forwarding,
+    pub access_log: access_log::policy::AccessLogPolicy,
+    /// Where each named definition (`cluster.api`) was written, for errors found later.
+    pub origins: Origins,
 }
 
-/// What access-log records keep.
-#[derive(Debug, Default)]
-pub struct AccessLogPolicy {
-    /// Allow-listed query parameter names (exact, case-sensitive).
-    pub query_params: Vec<String>,
+/// A place in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
 }
 
-#[derive(Debug)]
-pub struct Route {
-    pub name: Arc<str>,
-    pub hosts: Vec<HostMatch>,
-    pub path_prefix: String,
-    /// `None` accepts any method.
-    pub methods: Option<Vec<Method>>,
-    /// Index into [`Snapshot::clusters`].
-    pub cluster: usize,
-}
+/// Where each named definition was written, by field path (`cluster.api`).
+pub type Origins = std::collections::HashMap<String, Origin>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum HostMatch {
-    /// Lower-case host without port.
-    Exact(String),
-    /// `*.example.com` is stored as the suffix `.example.com`.
-    Suffix(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClusterSpec {
-    pub name: Arc<str>,
-    /// `host:port`, resolved when the runtime is built.
-    pub endpoints: Vec<String>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub tls: Option<UpstreamTls>,
-    pub health_check: Option<HealthCheckSpec>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UpstreamTls {
-    pub sni: String,
-    /// DER certificates read from `ca_file`; `None` trusts the system roots.
-    pub ca_der: Option<Vec<Vec<u8>>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HealthCheckSpec {
-    pub path: String,
-    pub host: String,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub unhealthy_threshold: u32,
-    pub healthy_threshold: u32,
-}
-
-#[derive(Debug, Default)]
-pub struct Forwarding {
-    pub trusted_proxies: Vec<IpNet>,
-}
-
-impl Forwarding {
-    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+/// A located error for `field`, for problems found after validation (building the runtime:
+/// DNS, fetches). Falls back to the policy directory when the field has no recorded place.
+pub fn locate(origins: &Origins, dir: &Path, field: String, message: String) -> PolicyError {
+    let origin = origins.get(&field).cloned().unwrap_or(Origin {
+        file: dir.to_path_buf(),
+        line: 0,
+        column: 0,
+    });
+    PolicyError {
+        file: origin.file,
+        line: origin.line,
+        column: origin.column,
+        field,
+        message,
     }
 }
 
@@ -189,11 +151,14 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Source>, PolicyErrors> {
         .collect()
 }
 
-/// Read, parse and validate a policy directory. Referenced files (`ca_file`) are resolved
-/// relative to `dir`.
+/// Read, parse and validate a policy directory: read the sources, parse them, read the
+/// files they refer to (resolved relative to `dir`), then validate, purely.
 pub fn load_dir(dir: &Path) -> Result<Snapshot, PolicyErrors> {
     let sources = read_dir(dir)?;
-    let mut snapshot = validate(&sources, dir)?;
+    let mut errs = validate::Errors::new(&sources);
+    let files = validate::parse(&mut errs, &sources);
+    let attachments = attach::Attachments::load(&files, dir);
+    let mut snapshot = validate::validate(&files, &attachments, dir, errs)?;
     snapshot.version = content_version(&sources).into();
     Ok(snapshot)
 }

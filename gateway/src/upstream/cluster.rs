@@ -5,7 +5,6 @@
 //! its `Cluster` (and so its health state and its health-check task); a changed or removed one
 //! is dropped, and its health-check task ends when the last request holding it finishes.
 
-use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -18,7 +17,8 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::WrappedX509;
 use prometheus::IntGaugeVec;
 
-use crate::policy::ClusterSpec;
+use super::{ClusterSpec, NO_HEALTHY_UPSTREAM};
+use crate::state::{BuildError, Part};
 
 /// Mirrors health transitions into `gateway_upstream_endpoint_healthy` and the log.
 struct HealthGauge {
@@ -49,18 +49,28 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Resolve the endpoints and set up balancing and health checks. Resolution may block on
-    /// DNS, so call this off the request path (it runs at load and reload time only).
-    pub fn build(spec: &ClusterSpec, healthy_gauge: &IntGaugeVec) -> Result<Cluster, String> {
+    /// Resolve the endpoints (asynchronously: DNS never blocks a proxy thread) and set up
+    /// balancing and health checks. Runs at load and reload time only.
+    pub async fn build(
+        spec: &ClusterSpec,
+        healthy_gauge: &IntGaugeVec,
+    ) -> Result<Cluster, BuildError> {
+        let err = |message: String| BuildError {
+            field: format!("cluster.{}", spec.name),
+            message,
+        };
         let mut addrs = Vec::new();
         for ep in &spec.endpoints {
-            let resolved = ep
-                .to_socket_addrs()
-                .map_err(|e| format!("cluster `{}`: cannot resolve `{ep}`: {e}", spec.name))?;
-            addrs.extend(resolved.take(1));
+            let mut resolved = tokio::net::lookup_host(ep.as_str())
+                .await
+                .map_err(|e| err(format!("cannot resolve `{ep}`: {e}")))?;
+            match resolved.next() {
+                Some(addr) => addrs.push(addr),
+                None => return Err(err(format!("`{ep}` resolved to no address"))),
+            }
         }
-        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(addrs)
-            .map_err(|e| format!("cluster `{}`: {e}", spec.name))?;
+        let mut lb =
+            LoadBalancer::<RoundRobin>::try_from_iter(addrs).map_err(|e| err(e.to_string()))?;
         let ca = spec
             .tls
             .as_ref()
@@ -81,11 +91,11 @@ impl Cluster {
             let tls = spec.tls.is_some();
             let mut check = HttpHealthCheck::new(&hc.host, tls);
             let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None)
-                .map_err(|e| format!("cluster `{}`: health check path: {e}", spec.name))?;
+                .map_err(|e| err(format!("health check path: {e}")))?;
             req.insert_header("Host", &hc.host)
-                .map_err(|e| format!("cluster `{}`: health check host: {e}", spec.name))?;
+                .map_err(|e| err(format!("health check host: {e}")))?;
             req.insert_header("User-Agent", "edgeway-health-check")
-                .map_err(|e| format!("cluster `{}`: {e}", spec.name))?;
+                .map_err(|e| err(e.to_string()))?;
             check.req = req;
             check.consecutive_failure = hc.unhealthy_threshold as usize;
             check.consecutive_success = hc.healthy_threshold as usize;
@@ -116,8 +126,20 @@ impl Cluster {
         self.lb.select(b"", self.spec.endpoints.len().max(1) * 2)
     }
 
-    pub fn healthy(&self, backend: &Backend) -> bool {
-        self.lb.backends().ready(backend)
+    /// `upstream_peer` step: the next healthy endpoint and the peer to connect to it, or
+    /// [`NO_HEALTHY_UPSTREAM`].
+    pub fn select_peer(&self) -> pingora::Result<(Backend, HttpPeer)> {
+        let Some(backend) = self.select() else {
+            return Err(pingora::Error::explain(
+                NO_HEALTHY_UPSTREAM,
+                format!(
+                    "cluster {}: every endpoint failed its health check",
+                    self.spec.name
+                ),
+            ));
+        };
+        let peer = self.peer(&backend);
+        Ok((backend, peer))
     }
 
     pub fn backends(&self) -> Vec<Backend> {
@@ -156,5 +178,13 @@ impl Cluster {
                 tokio::time::sleep(interval).await;
             }
         });
+    }
+}
+
+impl Part for Cluster {
+    type Spec = ClusterSpec;
+
+    fn spec(&self) -> &ClusterSpec {
+        &self.spec
     }
 }

@@ -3,54 +3,61 @@
 //! matching allocates nothing for lower-case hosts.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::Method;
 
-use crate::policy::{HostMatch, Route};
+use super::{HostMatch, Route};
 
-#[derive(Debug, Default)]
-pub struct Router {
-    exact: HashMap<String, Vec<usize>>,
-    /// `(".example.com", routes)`, longest suffix first.
-    suffix: Vec<(String, Vec<usize>)>,
-    any: Vec<usize>,
+/// Anything the router can hold: a route spec, or a plan compiled from one.
+pub trait Matchable {
+    fn route(&self) -> &Route;
 }
 
-impl Router {
-    pub fn new(routes: &[Route]) -> Self {
-        let mut r = Router::default();
-        let mut suffix: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, route) in routes.iter().enumerate() {
+pub struct Router<T> {
+    exact: HashMap<String, Vec<Arc<T>>>,
+    /// `(".example.com", routes)`, longest suffix first.
+    suffix: Vec<(String, Vec<Arc<T>>)>,
+    any: Vec<Arc<T>>,
+}
+
+impl<T: Matchable> Router<T> {
+    pub fn new(routes: &[Arc<T>]) -> Self {
+        let mut exact: HashMap<String, Vec<Arc<T>>> = HashMap::new();
+        let mut suffix: HashMap<String, Vec<Arc<T>>> = HashMap::new();
+        let mut any = Vec::new();
+        for item in routes {
+            let route = item.route();
             if route.hosts.is_empty() {
-                r.any.push(i);
+                any.push(Arc::clone(item));
             }
             for h in &route.hosts {
                 match h {
-                    HostMatch::Exact(h) => r.exact.entry(h.clone()).or_default().push(i),
-                    HostMatch::Suffix(s) => suffix.entry(s.clone()).or_default().push(i),
+                    HostMatch::Exact(h) => exact.entry(h.clone()).or_default(),
+                    HostMatch::Suffix(s) => suffix.entry(s.clone()).or_default(),
                 }
+                .push(Arc::clone(item));
             }
         }
-        r.suffix = suffix.into_iter().collect();
-        r.suffix
-            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
-        let by_prefix_len = |v: &mut Vec<usize>| {
-            v.sort_by(|&a, &b| {
-                routes[b]
+        let mut suffix: Vec<_> = suffix.into_iter().collect();
+        suffix.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        // Stable: among equal prefixes the file order decides (validation forbids overlaps).
+        let by_prefix_len = |v: &mut Vec<Arc<T>>| {
+            v.sort_by(|a, b| {
+                b.route()
                     .path_prefix
                     .len()
-                    .cmp(&routes[a].path_prefix.len())
+                    .cmp(&a.route().path_prefix.len())
             })
         };
-        r.exact.values_mut().for_each(by_prefix_len);
-        r.suffix.iter_mut().for_each(|(_, v)| by_prefix_len(v));
-        by_prefix_len(&mut r.any);
-        r
+        exact.values_mut().for_each(by_prefix_len);
+        suffix.iter_mut().for_each(|(_, v)| by_prefix_len(v));
+        by_prefix_len(&mut any);
+        Router { exact, suffix, any }
     }
 
-    /// Index of the matching route. `host` may carry a port and any case.
-    pub fn find(&self, routes: &[Route], host: &str, path: &str, method: &Method) -> Option<usize> {
-        let host = strip_port(host);
+    /// The matching route. `host` is without port (see [`crate::host::strip_port`]), any case.
+    pub fn find(&self, host: &str, path: &str, method: &Method) -> Option<&Arc<T>> {
         let lowered;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             lowered = host.to_ascii_lowercase();
@@ -69,29 +76,17 @@ impl Router {
                     .map(|(_, v)| v)
             })
             .unwrap_or(&self.any);
-        group.iter().copied().find(|&i| {
-            let r = &routes[i];
+        group.iter().find(|item| {
+            let r = item.route();
             path.starts_with(r.path_prefix.as_str())
                 && r.methods.as_ref().is_none_or(|ms| ms.contains(method))
         })
     }
 }
 
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        // [v6]:port
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn route(name: &str, hosts: &[&str], prefix: &str, methods: Option<Vec<Method>>) -> Route {
         Route {
@@ -105,13 +100,13 @@ mod tests {
                 .collect(),
             path_prefix: prefix.into(),
             methods,
-            cluster: 0,
+            cluster: Arc::from("c"),
         }
     }
 
     #[test]
     fn precedence() {
-        let routes = vec![
+        let routes: Vec<Arc<Route>> = [
             route("any-root", &[], "/", None),
             route("exact-root", &["api.example.com"], "/", None),
             route("exact-v1", &["api.example.com"], "/v1/", None),
@@ -123,10 +118,14 @@ mod tests {
                 "/v1/write",
                 Some(vec![Method::POST]),
             ),
-        ];
+        ]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
         let r = Router::new(&routes);
-        let name =
-            |h: &str, p: &str, m: Method| r.find(&routes, h, p, &m).map(|i| &*routes[i].name);
+        let name = |h: &str, p: &str, m: Method| -> Option<&str> {
+            r.find(crate::host::strip_port(h), p, &m).map(|r| &*r.name)
+        };
         assert_eq!(
             name("api.example.com", "/v1/x", Method::GET),
             Some("exact-v1")
@@ -154,9 +153,9 @@ mod tests {
 
     #[test]
     fn no_catch_all_means_none() {
-        let routes = vec![route("only", &["a.test"], "/api", None)];
+        let routes = vec![Arc::new(route("only", &["a.test"], "/api", None))];
         let r = Router::new(&routes);
-        assert_eq!(r.find(&routes, "a.test", "/", &Method::GET), None);
-        assert_eq!(r.find(&routes, "b.test", "/api", &Method::GET), None);
+        assert!(r.find("a.test", "/", &Method::GET).is_none());
+        assert!(r.find("b.test", "/api", &Method::GET).is_none());
     }
 }

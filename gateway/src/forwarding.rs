@@ -1,0 +1,151 @@
+//! Forwarding: who the client is, and what the upstream is told about it.
+//!
+//! - file: `[forwarding]` ([`ForwardingFile`]), at most one per policy;
+//! - [`validate()`]: pure; CIDR blocks;
+//! - spec: [`Forwarding`] (the trusted proxy networks);
+//! - phase steps: [`client_ip`] in `request_filter` (the effective client, after the
+//!   trusted-proxy rule) and [`rewrite_upstream_headers`] in `upstream_request_filter`
+//!   (`X-Forwarded-*` and `Forwarded`, replaced unless the peer is a trusted proxy).
+//!
+//! No runtime state: the spec is all it needs.
+
+use std::net::IpAddr;
+
+use http::header::HeaderName;
+use ipnet::IpNet;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::policy::validate::{at_most_one, parse_cidr, Errors, Files};
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// `[forwarding]`: trust in `X-Forwarded-*` headers sent by the client.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardingFile {
+    /// CIDR blocks (e.g. `10.0.0.0/8`) of proxies in front of the gateway whose
+    /// `X-Forwarded-For` is kept and appended to. From any other peer the header is replaced.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub trusted_proxies: Vec<Spanned<String>>,
+}
+
+/// The validated `[forwarding]` section.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Forwarding {
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Forwarding {
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// `[forwarding]`, from at most one file.
+pub fn validate(errs: &mut Errors, files: &Files) -> Forwarding {
+    let mut forwarding = Forwarding::default();
+    let Some((fi, fw)) = at_most_one(errs, files, "forwarding", |f| f.forwarding.as_ref()) else {
+        return forwarding;
+    };
+    for (k, cidr) in fw.get_ref().trusted_proxies.iter().enumerate() {
+        match parse_cidr(cidr.get_ref()) {
+            Ok(net) => forwarding.trusted_proxies.push(net),
+            Err(msg) => errs.at(
+                fi,
+                cidr.span(),
+                &format!("forwarding.trusted_proxies[{k}]"),
+                msg,
+            ),
+        }
+    }
+    forwarding
+}
+
+/// The TCP peer's address.
+pub fn peer_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// `request_filter` step: the client is the TCP peer, or, when the peer is a trusted proxy,
+/// the right-most `X-Forwarded-For` hop that is not itself trusted.
+pub fn client_ip(session: &Session, forwarding: &Forwarding) -> Option<IpAddr> {
+    let peer = peer_ip(session)?;
+    if !forwarding.is_trusted(peer) {
+        return Some(peer);
+    }
+    let Some(xff) = session
+        .req_header()
+        .headers
+        .get(X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Some(peer);
+    };
+    let mut last = peer;
+    for hop in xff.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if forwarding.is_trusted(ip) => last = ip,
+            Ok(ip) => return Some(ip),
+            Err(_) => break,
+        }
+    }
+    Some(last)
+}
+
+/// `upstream_request_filter` step: tell the upstream who the client is. From an untrusted
+/// peer every client-sent forwarding header is replaced; a trusted proxy's are kept and
+/// `X-Forwarded-For` is appended to.
+pub fn rewrite_upstream_headers(
+    session: &Session,
+    forwarding: &Forwarding,
+    host: &str,
+    upstream_request: &mut RequestHeader,
+) -> pingora::Result<()> {
+    let peer_ip = peer_ip(session);
+    let trusted = peer_ip.is_some_and(|ip| forwarding.is_trusted(ip));
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+
+    let xff = match (
+        trusted,
+        upstream_request.headers.get(X_FORWARDED_FOR),
+        peer_ip,
+    ) {
+        (true, Some(prior), Some(ip)) => {
+            let prior = String::from_utf8_lossy(prior.as_bytes()).into_owned();
+            Some(format!("{prior}, {ip}"))
+        }
+        (_, _, Some(ip)) => Some(ip.to_string()),
+        (_, _, None) => None,
+    };
+    match xff {
+        Some(v) => upstream_request.insert_header(X_FORWARDED_FOR, v)?,
+        None => {
+            upstream_request.remove_header(&X_FORWARDED_FOR);
+        }
+    }
+    if !trusted || upstream_request.headers.get(X_FORWARDED_PROTO).is_none() {
+        upstream_request.insert_header(X_FORWARDED_PROTO, if tls { "https" } else { "http" })?;
+    }
+    if !trusted || upstream_request.headers.get(X_FORWARDED_HOST).is_none() {
+        if host.is_empty() {
+            upstream_request.remove_header(&X_FORWARDED_HOST);
+        } else {
+            upstream_request.insert_header(X_FORWARDED_HOST, host.to_string())?;
+        }
+    }
+    if !trusted {
+        upstream_request.remove_header(&FORWARDED);
+    }
+    Ok(())
+}

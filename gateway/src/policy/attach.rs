@@ -1,0 +1,58 @@
+//! The one loading step that touches the disk for a policy: files the policy refers to (a
+//! cluster's `ca_file` today; JWKS files and CIDR list files as capabilities add them) are
+//! read here, before validation, so that validation stays pure and a reload reads each file
+//! once.
+//!
+//! Each capability lists the paths it refers to; they are resolved relative to the policy
+//! directory. A file that cannot be read is not an error here: validation reports it at the
+//! field that names it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::validate::Files;
+
+/// Bytes of every referenced file, or why it could not be read, by resolved path.
+#[derive(Debug, Default)]
+pub struct Attachments {
+    files: HashMap<PathBuf, Result<Vec<u8>, String>>,
+}
+
+impl Attachments {
+    /// Read every file the parsed policy refers to.
+    pub fn load(files: &Files, base_dir: &Path) -> Attachments {
+        let mut out = Attachments::default();
+        for (_, f) in files {
+            for rel in crate::upstream::referenced_files(f) {
+                out.read(base_dir, rel);
+            }
+        }
+        out
+    }
+
+    fn read(&mut self, base_dir: &Path, rel: &str) {
+        let path = base_dir.join(rel);
+        if self.files.contains_key(&path) {
+            return;
+        }
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()));
+        self.files.insert(path, bytes);
+    }
+
+    /// The bytes of `rel` (relative to `base_dir`), as read by [`Attachments::load`].
+    pub fn get(&self, base_dir: &Path, rel: &str) -> Result<&[u8], String> {
+        let path = base_dir.join(rel);
+        match self.files.get(&path) {
+            Some(Ok(bytes)) => Ok(bytes),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("`{}` was not loaded", path.display())),
+        }
+    }
+
+    /// For tests: attach `bytes` as the content of `rel`.
+    #[cfg(test)]
+    pub fn insert(&mut self, base_dir: &Path, rel: &str, bytes: Vec<u8>) {
+        self.files.insert(base_dir.join(rel), Ok(bytes));
+    }
+}
