@@ -6,7 +6,7 @@
 //! before the resume position), drop it ([`Blob::Repeat`], a producer's retry), write it as
 //! one error object ([`Blob::Undecodable`], not a valid aggregate), or take its records one
 //! by one ([`Blob::Records`]), each either decoded and checked, with its position and
-//! partition ([`Item::Record`]), or refused with the reason ([`Item::Refused`]).
+//! partition ([`Record`]), or refused with the reason ([`Refused`]).
 //!
 //! No I/O and no metrics: the writer acts on the answer. Records decode lazily, borrowing
 //! the input bytes, straight into the open file's Arrow builders.
@@ -49,21 +49,21 @@ pub(super) enum Blob<'a> {
     Records(Records<'a>),
 }
 
-/// One user record of a [`Blob::Records`].
-pub(super) enum Item<'a> {
-    Record {
-        pos: Pos,
-        partition: Partition,
-        rec: AccessLogRecordRef<'a>,
-        /// Its protobuf bytes (for size estimates and memory accounting).
-        data_len: usize,
-    },
-    /// Not an `AccessLogRecord`, or refused by [`validate`].
-    Refused {
-        sub: u32,
-        reason: String,
-        data: &'a [u8],
-    },
+/// One user record of a [`Blob::Records`], decoded and checked.
+pub(super) struct Record<'a> {
+    pub pos: Pos,
+    pub partition: Partition,
+    pub rec: AccessLogRecordRef<'a>,
+    /// Its protobuf bytes (for size estimates and memory accounting).
+    pub data_len: usize,
+}
+
+/// One user record of a [`Blob::Records`] that is not an `AccessLogRecord`, or that
+/// [`validate`] refuses.
+pub(super) struct Refused<'a> {
+    pub sub: u32,
+    pub reason: String,
+    pub data: &'a [u8],
 }
 
 /// Classify the record at `seq`. A batch id seen for the first time is noted in `batches`.
@@ -106,9 +106,9 @@ pub(super) struct Records<'a> {
 }
 
 impl<'a> Iterator for Records<'a> {
-    type Item = Item<'a>;
+    type Item = Result<Record<'a>, Refused<'a>>;
 
-    fn next(&mut self) -> Option<Item<'a>> {
+    fn next(&mut self) -> Option<Self::Item> {
         for (sub, data) in self.records.by_ref() {
             let sub = sub as u32;
             let pos = Pos {
@@ -119,13 +119,13 @@ impl<'a> Iterator for Records<'a> {
                 continue;
             }
             return Some(match decode(data) {
-                Ok(rec) => Item::Record {
+                Ok(rec) => Ok(Record {
                     pos,
                     partition: Partition::of(rec.event_time),
                     rec,
                     data_len: data.len(),
-                },
-                Err(reason) => Item::Refused { sub, reason, data },
+                }),
+                Err(reason) => Err(Refused { sub, reason, data }),
             });
         }
         None
@@ -175,17 +175,17 @@ mod tests {
         };
         records
             .map(|i| match i {
-                Item::Record {
+                Ok(Record {
                     pos,
                     partition,
                     rec,
                     data_len,
-                } => {
+                }) => {
                     assert_eq!(partition, Partition::of(rec.event_time));
                     assert!(data_len > 0);
                     (pos.sub, rec.request_id.to_string())
                 }
-                Item::Refused { sub, reason, .. } => (sub, format!("refused: {reason}")),
+                Err(Refused { sub, reason, .. }) => (sub, format!("refused: {reason}")),
             })
             .collect()
     }

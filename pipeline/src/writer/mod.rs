@@ -47,7 +47,7 @@ pub use decode::{validate, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS};
 pub use error_object::MAX_ERROR_DATA_BYTES;
 
 use commit::Progress;
-use decode::{Blob, Item};
+use decode::{Blob, Record, Refused};
 use error_object::Rejected;
 use open_file::OpenFiles;
 use roll::{RollLimits, RollReason};
@@ -181,13 +181,13 @@ impl ShardWriter {
             Blob::Records(records) => {
                 for item in records {
                     match item {
-                        Item::Record {
+                        Ok(Record {
                             pos,
                             partition,
                             rec,
                             data_len,
-                        } => self.add(partition, pos, &rec, data_len).await?,
-                        Item::Refused { sub, reason, data } => {
+                        }) => self.add(partition, pos, &rec, data_len).await?,
+                        Err(Refused { sub, reason, data }) => {
                             self.reject(seq, Some(sub), &reason, data).await?
                         }
                     }
