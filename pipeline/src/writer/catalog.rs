@@ -12,9 +12,7 @@ use edgeway_record::table::{self, Partition};
 
 use crate::metrics::{inc, Metrics};
 
-/// Registers the partitions files land in with BatchCreatePartition, once per partition and
-/// process, for engines that do not read Athena's partition projection. A failure is logged
-/// and retried with the partition's next file; it never holds up the data.
+/// Registers each partition files land in with Glue, once per process (see the module doc).
 pub struct PartitionRegistry {
     glue: aws_sdk_glue::Client,
     location: String,

@@ -6,16 +6,16 @@
 //! [`Checkpoint`], which moves only past records in durable files.
 //!
 //! The writer is a short orchestration of one part per concern:
-//! - [`decode`]: a Kinesis record → its user records, after the resume position and the
+//! - `decode`: a Kinesis record → its user records, after the resume position and the
 //!   repeated-batch check (the dedupe window, [`crate::dedupe`]); pure;
-//! - [`open_file`]: the open file of each partition (late records open their own hour's
+//! - `open_file`: the open file of each partition (late records open their own hour's
 //!   file), rows waiting in memory up to one row group, then sorted and spilled as runs
 //!   ([`crate::spill`]), so every file is sorted by event time as a whole;
 //! - [`roll`]: when a file is complete (size, age, open-file count); pure;
-//! - [`upload`]: a completed file streamed to a multipart upload and made durable;
-//! - [`commit`]: the checkpoint protocol around each roll;
-//! - [`error_object`]: undecodable records, one JSON object each;
-//! - [`catalog`]: Glue partitions for new files (`--register-partitions`).
+//! - `upload`: a completed file streamed to a multipart upload and made durable;
+//! - `commit`: the checkpoint protocol around each roll;
+//! - `error_object`: undecodable records, one JSON object each;
+//! - `catalog`: Glue partitions for new files (`--register-partitions`).
 //!
 //! Exactly-once files: a file's key is its shard and its first record's sequence number. The
 //! checkpoint advances only after a file is complete; a replay skips records already in files
