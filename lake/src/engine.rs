@@ -26,8 +26,7 @@ use crate::store::{ReadStats, ReaderStore};
 use crate::LakeError;
 
 /// The table name, in the default schema and in the `edgeway` schema (Athena's database).
-pub const TABLE: &str = "access_logs";
-pub const DATABASE: &str = "edgeway";
+pub use edgeway_record::table::{DATABASE, TABLE};
 
 /// A query's result and what it cost.
 #[derive(Debug)]

@@ -790,7 +790,7 @@ mod tests {
             );
             let path = fx.dir.path().join(&files[0]);
             assert_eq!(rows_in_order(&path), expected, "row group size {rows}");
-            let spilled = fx.ctx.metrics.runs_spilled.load(Ordering::Relaxed);
+            let spilled = fx.ctx.metrics.runs_spilled.get();
             assert!(spilled >= 5, "{spilled} runs spilled");
             assert_eq!(fx.ctx.buffered.load(Ordering::Relaxed), 0);
             bytes.push(std::fs::read(&path).unwrap());
@@ -819,8 +819,8 @@ mod tests {
         w.ingest(&seq(4), &first).await.unwrap();
         w.finish(false).await.unwrap();
         assert_eq!(fx.ids(), vec!["r1", "r2", "r3"]);
-        assert_eq!(fx.ctx.metrics.duplicates.load(Ordering::Relaxed), 4);
-        assert_eq!(fx.ctx.metrics.records_out.load(Ordering::Relaxed), 3);
+        assert_eq!(fx.ctx.metrics.duplicates.get(), 4);
+        assert_eq!(fx.ctx.metrics.records_out.get(), 3);
     }
 
     #[tokio::test]

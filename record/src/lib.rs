@@ -19,12 +19,18 @@ pub mod table;
 
 #[cfg(feature = "arrow")]
 pub mod arrow;
+#[cfg(feature = "gen")]
+pub mod gen;
 #[cfg(feature = "aws")]
 pub mod aws;
 #[cfg(feature = "arrow")]
 pub mod merge;
 #[cfg(feature = "parquet")]
 pub mod parquet;
+#[cfg(feature = "kinesis")]
+pub mod put_records;
+#[cfg(feature = "store")]
+pub mod store;
 
 pub use record::{
     AccessLogRecord, AccessLogRecordRef, Column, ColumnKind, RecordDecodeError, COLUMNS,
