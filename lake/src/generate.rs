@@ -74,7 +74,10 @@ mod tests {
     fn start_times_parse_as_dates_or_rfc3339() {
         assert_eq!(parse_start("2025-03-01"), Some(1_740_787_200_000));
         assert_eq!(parse_start("2025-03-01T05:30:00Z"), Some(1_740_807_000_000));
-        assert_eq!(parse_start("2025-03-01T06:30:00+01:00"), Some(1_740_807_000_000));
+        assert_eq!(
+            parse_start("2025-03-01T06:30:00+01:00"),
+            Some(1_740_807_000_000)
+        );
         assert_eq!(parse_start("2025-02-30"), None);
         assert_eq!(parse_start("yesterday"), None);
     }

@@ -85,14 +85,11 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>
             Some(t) => req.next_token(t),
             None => req.stream_name(stream),
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| KinesisError::Aws {
-                op: "ListShards",
-                target: stream.to_string(),
-                message: aws_msg(&e),
-            })?;
+        let resp = req.send().await.map_err(|e| KinesisError::Aws {
+            op: "ListShards",
+            target: stream.to_string(),
+            message: aws_msg(&e),
+        })?;
         for s in resp.shards() {
             let mut parents = Vec::new();
             parents.extend(s.parent_shard_id().map(str::to_string));
@@ -186,7 +183,11 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
 }
 
 impl Reader {
-    async fn iterator(&self, shard: &str, from: Option<&Pos>) -> Result<Option<String>, KinesisError> {
+    async fn iterator(
+        &self,
+        shard: &str,
+        from: Option<&Pos>,
+    ) -> Result<Option<String>, KinesisError> {
         let req = self
             .client
             .get_shard_iterator()
@@ -198,14 +199,11 @@ impl Reader {
                 .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
                 .starting_sequence_number(p.seq.as_str()),
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| KinesisError::Aws {
-                op: "GetShardIterator",
-                target: shard.to_string(),
-                message: aws_msg(&e),
-            })?;
+        let resp = req.send().await.map_err(|e| KinesisError::Aws {
+            op: "GetShardIterator",
+            target: shard.to_string(),
+            message: aws_msg(&e),
+        })?;
         Ok(resp.shard_iterator().map(str::to_string))
     }
 

@@ -101,8 +101,12 @@ mod tests {
 
     #[test]
     fn s3_root_is_normalised_for_glue() {
-        let lake = Lake::open("s3://b/lake/", Some("us-east-1"), Some("http://127.0.0.1:1"))
-            .unwrap();
+        let lake = Lake::open(
+            "s3://b/lake/",
+            Some("us-east-1"),
+            Some("http://127.0.0.1:1"),
+        )
+        .unwrap();
         assert!(lake.is_s3);
         assert_eq!(lake.root, "s3://b/lake");
         assert_eq!(lake.path("k").as_ref(), "lake/k");

@@ -35,7 +35,7 @@ struct Cli {
 enum Cmd {
     /// Read the stream (or the local log) and write the lake until SIGTERM/SIGINT, which
     /// finishes and checkpoints every open file.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Generate synthetic records into a local log directory (benchmarks, demos).
     #[command(hide = true)]
     GenLog(GenArgs),
@@ -208,7 +208,7 @@ fn main() -> std::process::ExitCode {
     };
     let res = rt.block_on(async move {
         match cli.cmd {
-            Cmd::Run(a) => run(a).await,
+            Cmd::Run(a) => run(*a).await,
             Cmd::GenLog(a) => gen_log(a),
             Cmd::PutKinesis(a) => put_kinesis(a).await,
             Cmd::BenchEncode(a) => bench_encode(a).await,

@@ -117,7 +117,10 @@ impl Metrics {
                 "pipeline_errors_total",
                 "Undecodable records written to the error prefix",
             ),
-            retries: counter("pipeline_retries_total", "Failed calls retried with backoff"),
+            retries: counter(
+                "pipeline_retries_total",
+                "Failed calls retried with backoff",
+            ),
             throttled: counter("pipeline_throttled_total", "GetRecords calls throttled"),
             checkpoints: counter("pipeline_checkpoints_total", "Checkpoints saved"),
             leases_taken: counter(
@@ -217,10 +220,11 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<S
             };
             let m = metrics.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let resp = respond(&m, req.method(), req.uri().path());
-                    async move { Ok::<_, Infallible>(resp) }
-                });
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let resp = respond(&m, req.method(), req.uri().path());
+                        async move { Ok::<_, Infallible>(resp) }
+                    });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(sock), service)
                     .await
@@ -258,12 +262,17 @@ mod tests {
             "pipeline_millis_behind_latest{shard=\"shardId-000000000001\"} 1500",
             "pipeline_shard_owned{shard=\"shardId-000000000001\"} 1",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
         assert!(!text.contains("shardId-000000000002"), "{text}");
         assert_eq!(get(&m.records_in), 5);
         // Each Metrics has its own registry.
-        assert!(Metrics::default().render().contains("pipeline_records_in_total 0"));
+        assert!(Metrics::default()
+            .render()
+            .contains("pipeline_records_in_total 0"));
     }
 
     async fn http(addr: SocketAddr, request: &str) -> String {
@@ -278,28 +287,39 @@ mod tests {
     async fn serves_metrics_and_404_elsewhere() {
         let m = Arc::new(Metrics::default());
         inc(&m.files_written, 3);
-        let addr = serve("127.0.0.1:0".parse().unwrap(), m.clone()).await.unwrap();
+        let addr = serve("127.0.0.1:0".parse().unwrap(), m.clone())
+            .await
+            .unwrap();
         let ok = http(
             addr,
             "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
         )
         .await;
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(ok.contains("content-type: text/plain; version=0.0.4"), "{ok}");
+        assert!(
+            ok.contains("content-type: text/plain; version=0.0.4"),
+            "{ok}"
+        );
         assert!(ok.contains("\npipeline_files_written_total 3\n"), "{ok}");
         let missing = http(
             addr,
             "GET /other HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
         )
         .await;
-        assert!(missing.starts_with("HTTP/1.1 404 Not Found\r\n"), "{missing}");
+        assert!(
+            missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{missing}"
+        );
         assert!(!missing.contains("pipeline_"), "{missing}");
         let post = http(
             addr,
             "POST /metrics HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
         )
         .await;
-        assert!(post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{post}");
+        assert!(
+            post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{post}"
+        );
         // Two requests on one kept-alive connection both get answers.
         let two = http(
             addr,

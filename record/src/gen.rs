@@ -45,10 +45,10 @@ impl Spec {
 
 /// splitmix64: small, fast, and the same everywhere.
 #[derive(Debug, Clone)]
-pub struct Rng(pub u64);
+struct Rng(u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -56,18 +56,18 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in `0..n` (`n` > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
     }
     /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
-    pub fn chance(&mut self, p: f64) -> bool {
+    fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
     }
     /// Skewed pick in 0..n (small indexes are much more frequent), like real client mixes.
-    pub fn skewed(&mut self, n: u64) -> u64 {
+    fn skewed(&mut self, n: u64) -> u64 {
         let u = self.unit();
         ((u * u * u) * n as f64) as u64 % n
     }
@@ -127,13 +127,13 @@ pub fn file_records(spec: &Spec, hour: u32, file: u32) -> Vec<AccessLogRecord> {
 pub fn sequence_record(seed: u64, i: u64, base_ms: i64) -> AccessLogRecord {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i.rotate_left(17));
     // Warm the state so that neighbouring (seed, i) pairs do not start alike.
-    rng.next();
+    rng.next_u64();
     let event_time = base_ms + (i as i64) * 2;
     record(&mut rng, event_time, format!("{seed:04x}-{i:012x}"))
 }
 
 /// One record at `event_time`; everything else is drawn from `rng`.
-pub fn record(rng: &mut Rng, event_time: i64, request_id: String) -> AccessLogRecord {
+fn record(rng: &mut Rng, event_time: i64, request_id: String) -> AccessLogRecord {
     let no_route = rng.chance(0.02);
     let (route, cluster, base_ms) = ROUTES[rng.below(ROUTES.len() as u64) as usize];
     let method = match rng.below(20) {
@@ -225,7 +225,7 @@ pub fn record(rng: &mut Rng, event_time: i64, request_id: String) -> AccessLogRe
         request_id,
         trace_id: rng
             .chance(0.3)
-            .then(|| format!("{:016x}{:016x}", rng.next(), rng.next())),
+            .then(|| format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())),
         client_ip,
         client_port: 1024 + rng.below(60_000) as i32,
         method: method.into(),
@@ -312,7 +312,17 @@ mod tests {
         assert_eq!((spec.count(0, 0), spec.count(1, 4)), (101, 100));
         let a = file_records(&spec, 1, 3);
         assert_eq!(a, file_records(&spec, 1, 3));
-        assert_ne!(a, file_records(&Spec { seed: 8, ..spec.clone() }, 1, 3));
+        assert_ne!(
+            a,
+            file_records(
+                &Spec {
+                    seed: 8,
+                    ..spec.clone()
+                },
+                1,
+                3
+            )
+        );
         // Hour 1 starts at 06:00 (the start is rounded down to 05:00).
         assert_eq!(spec.hour_start(1), START - 30 * 60_000 + 3_600_000);
         for r in &a {
@@ -328,7 +338,11 @@ mod tests {
     fn outcome_columns_use_the_contract_spellings() {
         let recs = all(&spec());
         for r in &recs {
-            assert!(r.auth_result.parse::<AuthResult>().is_ok(), "{}", r.auth_result);
+            assert!(
+                r.auth_result.parse::<AuthResult>().is_ok(),
+                "{}",
+                r.auth_result
+            );
             for (col, v) in [
                 ("cache_status", &r.cache_status),
                 ("rate_limit", &r.rate_limit),

@@ -19,10 +19,10 @@ pub mod table;
 
 #[cfg(feature = "arrow")]
 pub mod arrow;
-#[cfg(feature = "gen")]
-pub mod gen;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "gen")]
+pub mod gen;
 #[cfg(feature = "arrow")]
 pub mod merge;
 #[cfg(feature = "parquet")]

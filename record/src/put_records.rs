@@ -362,7 +362,15 @@ pub async fn put_all<E: PutEntry + Sync + Send>(
     let mut sent = 0;
     for call in calls(entries) {
         let n = call.len();
-        send_all(transport, call, policy, &mut backoff, &mut (), tokio::time::sleep).await?;
+        send_all(
+            transport,
+            call,
+            policy,
+            &mut backoff,
+            &mut (),
+            tokio::time::sleep,
+        )
+        .await?;
         sent += n;
     }
     Ok(sent)
@@ -406,7 +414,10 @@ mod tests {
     #[test]
     fn budget_is_full_at_500_entries() {
         let mut b = CallBudget::default();
-        assert!(b.fits(MAX_BYTES_PER_CALL * 2), "the first entry always fits");
+        assert!(
+            b.fits(MAX_BYTES_PER_CALL * 2),
+            "the first entry always fits"
+        );
         for _ in 0..MAX_ENTRIES_PER_CALL {
             assert!(b.fits(1));
             b.add(1);
@@ -493,7 +504,9 @@ mod tests {
         ks.iter().map(|k| entry(k, 4)).collect()
     }
 
-    fn no_sleep(slept: &Mutex<Vec<Duration>>) -> impl FnMut(Duration) -> std::future::Ready<()> + '_ {
+    fn no_sleep(
+        slept: &Mutex<Vec<Duration>>,
+    ) -> impl FnMut(Duration) -> std::future::Ready<()> + '_ {
         move |d| {
             slept.lock().unwrap().push(d);
             std::future::ready(())
@@ -529,7 +542,10 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(t.calls(), [vec!["a", "b", "c"], vec!["b"], vec!["b"], vec!["b"]]);
+        assert_eq!(
+            t.calls(),
+            [vec!["a", "b", "c"], vec!["b"], vec!["b"], vec!["b"]]
+        );
         assert_eq!(seen.codes, [THROTTLED, "InternalFailure"]);
         assert_eq!(seen.call_errors, [2]);
         assert_eq!(seen.retries, [(2, 1), (3, 1), (4, 1)]);
@@ -540,7 +556,11 @@ mod tests {
         for (d, c) in slept.iter().zip([50, 100, 200]) {
             assert!(d.as_millis() <= c, "{d:?} > {c} ms");
         }
-        assert_eq!(b.ceiling(), DEFAULT_BACKOFF_START, "reset after full success");
+        assert_eq!(
+            b.ceiling(),
+            DEFAULT_BACKOFF_START,
+            "reset after full success"
+        );
     }
 
     #[tokio::test]
@@ -565,7 +585,9 @@ mod tests {
         assert_eq!(unsent.attempts, 3);
         assert_eq!(unsent.entries, keys(&["a", "b"]));
         assert_eq!(t.calls().len(), 3);
-        assert!(unsent.to_string().contains("2 entries still failing after 3 calls"));
+        assert!(unsent
+            .to_string()
+            .contains("2 entries still failing after 3 calls"));
 
         let t = Scripted::new(vec![Err(CallError::Timeout(Duration::from_secs(5)))]);
         let mut seen = Seen {

@@ -51,7 +51,10 @@ pub enum StoreError {
 /// What a root names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
-    S3 { bucket: String, prefix: String },
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
     /// An absolute, canonical directory.
     Local(PathBuf),
 }
@@ -245,18 +248,24 @@ mod tests {
         assert!(matches!(e, StoreError::Local { .. }), "{e}");
         assert!(!root.exists());
 
-        let l = LakeStore::open(&format!("file://{root_s}"), &StoreSettings::default(), true)
-            .unwrap();
+        let l =
+            LakeStore::open(&format!("file://{root_s}"), &StoreSettings::default(), true).unwrap();
         assert!(!l.is_s3());
         let canonical = std::fs::canonicalize(&root).unwrap();
         assert_eq!(l.local_dir(), Some(canonical.as_path()));
         assert_eq!(l.store_url(), "file:///");
         assert_eq!(
             l.root_url(),
-            format!("file:///{}", canonical.to_str().unwrap().trim_start_matches('/'))
+            format!(
+                "file:///{}",
+                canonical.to_str().unwrap().trim_start_matches('/')
+            )
         );
         l.store
-            .put(&l.path("access_logs/x.parquet"), PutPayload::from_static(b"data"))
+            .put(
+                &l.path("access_logs/x.parquet"),
+                PutPayload::from_static(b"data"),
+            )
             .await
             .unwrap();
         assert_eq!(

@@ -570,7 +570,10 @@ mod tests {
         assert_eq!(parse_hour("24"), None);
         assert_eq!(parse_hour("-1"), None);
         assert_eq!(Partition::new(d, 24), None);
-        assert_eq!(Partition::new(d, 23).unwrap().path(), "dt=2024-02-29/hour=23");
+        assert_eq!(
+            Partition::new(d, 23).unwrap().path(),
+            "dt=2024-02-29/hour=23"
+        );
     }
 
     proptest::proptest! {

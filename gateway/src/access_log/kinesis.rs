@@ -191,6 +191,7 @@ impl PutObserver<Entry> for Shipping<'_> {
         }
     }
 
+    #[allow(clippy::manual_is_multiple_of)] // u32::is_multiple_of needs Rust 1.87; MSRV is 1.85
     fn call_failed(&mut self, attempt: u32, error: &CallError) {
         match error {
             CallError::Throttled(_) => self.metrics.throttled.inc(),
