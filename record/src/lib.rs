@@ -7,6 +7,12 @@
 //! builder. Records travel in KPL-aggregated Kinesis records ([`kpl`]) and, on disk, in
 //! checksummed segment files ([`segment`]) that serve both as the gateway's outage spool and
 //! as the embedded local log.
+//!
+//! Pieces that more than one binary needs live here too, each behind a feature so that a
+//! binary compiles only what it uses: the lake layout and Glue table ([`table`]), the lake
+//! root opener (`store`), PutRecords batching and retry (`kinesis`: `put_records`), the
+//! synthetic record generator (`gen`), the AWS SDK configuration (`aws`) and the injectable
+//! [`clock`].
 
 #![forbid(unsafe_code)]
 
