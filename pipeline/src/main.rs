@@ -174,6 +174,8 @@ fn duration(s: &str) -> Result<Duration, String> {
 
 /// `put-kinesis`: PutRecords calls per batch before giving up on the entries still failing.
 const PUT_ATTEMPTS: u32 = 10;
+/// `put-kinesis`: how long one PutRecords call may take before it counts as failed.
+const PUT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -404,7 +406,7 @@ async fn put_kinesis(a: PutArgs) -> anyhow::Result<()> {
     let transport = KinesisTransport {
         client: aws_sdk_kinesis::Client::new(&sdk),
         stream: a.stream,
-        call_timeout: Duration::from_secs(30),
+        call_timeout: PUT_TIMEOUT,
     };
     let recs = (0..a.records).map(|k| pipeline::gen::record(a.seed, k, a.base_ms).to_bytes());
     let entries = pipeline::gen::aggregate(recs, &format!("put{}", a.seed), 256 * 1024)
