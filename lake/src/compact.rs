@@ -28,7 +28,9 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
-use crate::layout::{file_name, is_data_file, parse_hour, segment_value, Partition, MANIFEST_NAME};
+use crate::layout::{
+    file_name, is_data_file, parse_hour, partition_path, segment_value, Partition, MANIFEST_NAME,
+};
 use crate::manifest::{temp_name, Manifest, State, MANIFEST_VERSION};
 use crate::root::Lake;
 use crate::LakeError;
@@ -117,7 +119,8 @@ pub async fn compact(lake: &Lake, opts: &Options) -> Result<Vec<Report>, LakeErr
     };
     let mut reports = Vec::new();
     for hour in hours {
-        let part = Partition { dt: opts.dt, hour };
+        let part = Partition::new(opts.dt, hour)
+            .ok_or_else(|| LakeError::Usage(format!("hour {hour}: expected 00-23")))?;
         reports.push(compact_partition(lake, &part, opts).await?);
     }
     Ok(reports)
@@ -362,19 +365,16 @@ async fn compact_partition(
     opts: &Options,
 ) -> Result<Report, LakeError> {
     let store = lake.store.as_ref();
-    let dir = part.path(&lake.base);
+    let dir = partition_path(&lake.base, part);
     let at = |n: &str| dir.clone().join(n);
     let mut report = Report {
-        partition: format!("dt={}/hour={}", part.dt_string(), part.hour_string()),
+        partition: part.path(),
         ..Default::default()
     };
     if let Some(m) = read_manifest(store, &at(MANIFEST_NAME)).await? {
         report.recovered = Some(recover(lake, &dir, &m, opts).await?);
     }
-    let hour_end = part
-        .dt
-        .and_hms_opt(u32::from(part.hour), 0, 0)
-        .map(|t| t.and_utc() + chrono::Duration::hours(1))
+    let hour_end = chrono::DateTime::from_timestamp_millis(part.start_ms() + 3_600_000)
         .ok_or_else(|| LakeError::Usage(format!("bad partition {}", report.partition)))?;
     let age = opts.now.signed_duration_since(hour_end);
     if age < chrono::Duration::from_std(opts.min_age).unwrap_or(chrono::Duration::MAX) {

@@ -26,8 +26,7 @@ use crate::store::{ReadStats, ReaderStore};
 use crate::LakeError;
 
 /// The table name, in the default schema and in the `edgeway` schema (Athena's database).
-pub const TABLE: &str = "access_logs";
-pub const DATABASE: &str = "edgeway";
+pub use edgeway_record::table::{DATABASE, TABLE};
 
 /// A query's result and what it cost.
 #[derive(Debug)]
@@ -60,10 +59,12 @@ impl LocalEngine {
         let url = ListingTableUrl::parse(lake.table_url()).map_err(df)?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(crate::layout::PARQUET_EXT)
-            .with_table_partition_cols(vec![
-                ("dt".to_string(), DataType::Utf8),
-                ("hour".to_string(), DataType::Utf8),
-            ]);
+            .with_table_partition_cols(
+                edgeway_record::table::PARTITION_KEYS
+                    .iter()
+                    .map(|k| (k.to_string(), DataType::Utf8))
+                    .collect(),
+            );
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .with_schema(edgeway_record::arrow::schema());

@@ -6,68 +6,24 @@
 //! one `_compaction.json` manifest per partition while a compaction is in flight.
 
 use chrono::NaiveDate;
+use edgeway_record::store::under;
 use object_store::path::Path;
 
-/// Directory of the table under the lake root.
-pub const TABLE_DIR: &str = edgeway_record::table::TABLE_DIR;
+pub use edgeway_record::table::{parse_dt, parse_hour, Partition, TABLE_DIR};
+
 /// Data file suffix.
 pub const PARQUET_EXT: &str = ".parquet";
 /// Manifest of an in-flight compaction, one per partition (hidden from every reader).
 pub const MANIFEST_NAME: &str = "_compaction.json";
 
-/// One `dt=…/hour=…` partition.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Partition {
-    pub dt: NaiveDate,
-    pub hour: u8,
-}
-
-impl Partition {
-    pub fn dt_string(&self) -> String {
-        self.dt.format("%Y-%m-%d").to_string()
-    }
-
-    pub fn hour_string(&self) -> String {
-        format!("{:02}", self.hour)
-    }
-
-    /// `access_logs/dt=…/hour=…` under `base`.
-    pub fn path(&self, base: &Path) -> Path {
-        base.clone()
-            .join(TABLE_DIR)
-            .join(format!("dt={}", self.dt_string()).as_str())
-            .join(format!("hour={}", self.hour_string()).as_str())
-    }
-
-    /// The partition of an event time (UTC milliseconds).
-    pub fn of_millis(ms: i64) -> Option<Partition> {
-        use chrono::{DateTime, Timelike};
-        let t = DateTime::from_timestamp_millis(ms)?;
-        Some(Partition {
-            dt: t.date_naive(),
-            hour: t.hour() as u8,
-        })
-    }
+/// `access_logs/dt=…/hour=…` under `base`.
+pub fn partition_path(base: &Path, p: &Partition) -> Path {
+    under(base, &p.dir())
 }
 
 /// `access_logs/dt=…` under `base`.
 pub fn dt_path(base: &Path, dt: NaiveDate) -> Path {
-    base.clone()
-        .join(TABLE_DIR)
-        .join(format!("dt={}", dt.format("%Y-%m-%d")).as_str())
-}
-
-/// Parse a `YYYY-MM-DD` partition date.
-pub fn parse_dt(s: &str) -> Option<NaiveDate> {
-    if s.len() != 10 {
-        return None;
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
-}
-
-/// Parse an `HH` (or `H`) partition hour.
-pub fn parse_hour(s: &str) -> Option<u8> {
-    s.parse::<u8>().ok().filter(|h| *h < 24)
+    under(base, &edgeway_record::table::dt_dir(dt))
 }
 
 /// The value of a `key=value` path segment.
@@ -105,25 +61,23 @@ mod tests {
 
     #[test]
     fn partition_paths() {
-        let p = Partition::of_millis(1_763_776_800_123).unwrap();
-        assert_eq!(p.dt_string(), "2025-11-22");
-        assert_eq!(p.hour_string(), "02");
+        let p = Partition::of(1_763_776_800_123);
         assert_eq!(
-            p.path(&Path::from("lake")).as_ref(),
+            partition_path(&Path::from("lake"), &p).as_ref(),
             "lake/access_logs/dt=2025-11-22/hour=02"
         );
         assert_eq!(
-            p.path(&Path::default()).as_ref(),
+            partition_path(&Path::default(), &p).as_ref(),
             "access_logs/dt=2025-11-22/hour=02"
+        );
+        assert_eq!(
+            dt_path(&Path::from("/abs/lake"), p.date).as_ref(),
+            "abs/lake/access_logs/dt=2025-11-22"
         );
     }
 
     #[test]
     fn parsing() {
-        assert!(parse_dt("2025-02-30").is_none());
-        assert!(parse_dt("2025-1-3").is_none());
-        assert_eq!(parse_hour("07"), Some(7));
-        assert_eq!(parse_hour("24"), None);
         assert_eq!(segment_value("dt=2025-01-01", "dt"), Some("2025-01-01"));
         assert!(is_data_file("shard-0001-49.parquet"));
         assert!(!is_data_file("_compacting-x-0.parquet.tmp"));

@@ -106,9 +106,12 @@ struct CompactArgs {
     /// Output file size to aim at, MiB.
     #[arg(long, default_value_t = 128)]
     target_mb: u64,
-    /// Leave hours that closed less than this many minutes ago.
-    #[arg(long, default_value_t = 120)]
-    min_age_minutes: u64,
+    /// Leave hours that closed less than this long ago (`2h`, `90m`).
+    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    min_age: Duration,
+    /// The same in whole minutes (older spelling of --min-age).
+    #[arg(long, hide = true, conflicts_with = "min_age")]
+    min_age_minutes: Option<u64>,
     /// Stop right after this step, as a crash would (crash-safety tests).
     #[arg(long, value_enum, hide = true, env = "LAKE_COMPACT_CRASH_AFTER")]
     crash_after: Option<compact::Step>,
@@ -321,7 +324,9 @@ async fn run(cli: Cli) -> Result<(), LakeError> {
                     dt: a.dt,
                     hour: a.hour,
                     target_bytes: a.target_mb.max(1) * 1024 * 1024,
-                    min_age: Duration::from_secs(a.min_age_minutes * 60),
+                    min_age: a
+                        .min_age_minutes
+                        .map_or(a.min_age, |m| Duration::from_secs(m * 60)),
                     now: chrono::Utc::now(),
                     crash_after: a.crash_after,
                 },

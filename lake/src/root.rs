@@ -1,23 +1,17 @@
-//! Opening the lake root: a local directory or `s3://bucket/prefix`, as one `ObjectStore` and a
-//! base path, so every command (query, compact, retain, generate) runs the same code on both.
+//! Opening the lake root: a local directory or `s3://bucket/prefix`, through the opener the
+//! pipeline uses too ([`edgeway_record::store`]), so every command (query, compact, retain,
+//! generate) runs the same code on both.
 
 use std::sync::Arc;
 
-use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
+use edgeway_record::store::{LakeStore, StoreError};
 use object_store::path::Path;
 use object_store::ObjectStore;
 use url::Url;
 
 use crate::LakeError;
 
-/// Where the AWS endpoint and region come from when the root is on S3. Both fall back to the
-/// usual environment (`AWS_ENDPOINT_URL`, `AWS_REGION`) and credentials to the SDK variables.
-#[derive(Debug, Clone, Default)]
-pub struct StoreSettings {
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-}
+pub use edgeway_record::store::StoreSettings;
 
 /// An opened lake root.
 #[derive(Debug, Clone)]
@@ -35,61 +29,21 @@ pub struct Lake {
 impl Lake {
     /// Open `root`. A local directory is created when `create` is set; otherwise it must exist.
     pub fn open(root: &str, settings: &StoreSettings, create: bool) -> Result<Lake, LakeError> {
-        if let Some(rest) = root.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(LakeError::Usage(format!(
-                    "lake root {root:?}: expected s3://bucket/prefix"
-                )));
-            }
-            let region = settings
-                .region
-                .clone()
-                .or_else(|| std::env::var("AWS_REGION").ok())
-                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-                .unwrap_or_else(|| "us-east-1".into());
-            let endpoint = settings
-                .endpoint
-                .clone()
-                .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
-                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-                .filter(|e| !e.is_empty());
-            let mut b = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_region(region);
-            if let Some(e) = endpoint {
-                // Emulators (moto, LocalStack, MinIO) speak plain HTTP with path-style URLs.
-                b = b
-                    .with_endpoint(e)
-                    .with_allow_http(true)
-                    .with_virtual_hosted_style_request(false);
-            }
-            let store = b.build().map_err(|e| LakeError::Store(e.to_string()))?;
-            let store_url = Url::parse(&format!("s3://{bucket}/"))
-                .map_err(|e| LakeError::Usage(format!("lake root {root:?}: {e}")))?;
-            return Ok(Lake {
-                store: Arc::new(store),
-                base: Path::from(prefix.trim_matches('/')),
-                store_url,
-                display: root.to_string(),
-            });
-        }
-        let dir = std::path::Path::new(root.strip_prefix("file://").unwrap_or(root));
-        if create {
-            std::fs::create_dir_all(dir).map_err(|e| LakeError::Io(format!("{root}: {e}")))?;
-        }
-        let abs = std::fs::canonicalize(dir).map_err(|e| {
-            LakeError::Usage(format!(
-                "lake root {root}: {e} (point --lake at the pipeline's lake directory)"
-            ))
+        let opened = LakeStore::open(root, settings, create).map_err(|e| match e {
+            StoreError::S3Root { .. } => LakeError::Usage(e.to_string()),
+            StoreError::Local { .. } => LakeError::Usage(format!(
+                "{e} (point --lake at the pipeline's lake directory)"
+            )),
+            StoreError::Create { .. } => LakeError::Io(e.to_string()),
+            StoreError::Build { .. } => LakeError::Store(e.to_string()),
         })?;
-        let base = Path::from_absolute_path(&abs)
-            .map_err(|e| LakeError::Usage(format!("lake root {root}: {e}")))?;
+        let store_url = Url::parse(&opened.store_url())
+            .map_err(|e| LakeError::Usage(format!("lake root {root:?}: {e}")))?;
         Ok(Lake {
-            store: Arc::new(LocalFileSystem::new()),
-            base,
-            store_url: Url::parse("file:///").expect("static url"),
-            display: root.to_string(),
+            store: opened.store,
+            base: opened.base,
+            store_url,
+            display: opened.display,
         })
     }
 
@@ -132,7 +86,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.table_url(), "s3://bkt/some/prefix/access_logs/");
-        assert!(Lake::open("s3:///x", &StoreSettings::default(), false).is_err());
-        assert!(Lake::open("/does/not/exist/lake", &StoreSettings::default(), false).is_err());
+        let e = Lake::open("s3:///x", &StoreSettings::default(), false).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = Lake::open("/does/not/exist/lake", &StoreSettings::default(), false).unwrap_err();
+        assert!(e.to_string().contains("point --lake"), "{e}");
+        assert_eq!(e.exit_code(), 2);
     }
 }

@@ -1,73 +1,14 @@
-//! Deterministic synthetic access-log records, for benchmarks and tests.
+//! Synthetic input for the pipeline's benchmark commands: generated records (from the shared
+//! generator), packed into KPL aggregates as the gateway packs them, and as JSON lines for the
+//! pyarrow baseline.
 
 use edgeway_record::kpl::{Aggregator, MAX_KINESIS_RECORD_BYTES};
-use edgeway_record::{AccessLogRecord, RECORD_VERSION};
+use edgeway_record::AccessLogRecord;
 
-const PATHS: &[&str] = &[
-    "/v1/users",
-    "/v1/orders",
-    "/v1/orders/42",
-    "/static/app.js",
-    "/",
-    "/healthz",
-    "/v2/search",
-];
-const METHODS: &[&str] = &["GET", "GET", "GET", "POST", "PUT", "DELETE"];
-const HOSTS: &[&str] = &["api.example.com", "www.example.com", "acme.example.com"];
-const STATUSES: &[i32] = &[200, 200, 200, 201, 204, 304, 404, 429, 502];
-const AGENTS: &[&str] = &["curl/8.5.0", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36", "okhttp/4.12.0"];
-
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
-}
-
-/// Record `i` of a run starting at `base_ms`, about 2 ms apart, with `seed` for uniqueness.
+/// Record `i` of a run starting at `base_ms`, 2 ms apart, with `seed` for uniqueness: the
+/// workspace's one generator ([`edgeway_record::gen`]), also behind `lake generate`.
 pub fn record(seed: u64, i: u64, base_ms: i64) -> AccessLogRecord {
-    let h = mix(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i);
-    let pick = |xs: &[&str], k: u32| xs[((h >> k) as usize) % xs.len()].to_string();
-    let status = STATUSES[((h >> 7) as usize) % STATUSES.len()];
-    let tls = h & 1 == 0;
-    AccessLogRecord {
-        record_version: RECORD_VERSION,
-        event_time: base_ms + (i as i64) * 2,
-        request_id: format!("{seed:04x}-{i:012x}"),
-        trace_id: (h & 3 == 0).then(|| format!("{:016x}{:016x}", h, mix(h))),
-        client_ip: format!("203.0.{}.{}", (h >> 16) & 255, (h >> 24) & 255),
-        client_port: 1024 + ((h >> 32) % 60_000) as i32,
-        method: pick(METHODS, 3),
-        scheme: if tls { "https" } else { "http" }.into(),
-        host: pick(HOSTS, 11),
-        path: pick(PATHS, 13),
-        query: (h & 7 == 1).then(|| "page=2".to_string()),
-        http_version: if tls { "HTTP/2" } else { "HTTP/1.1" }.into(),
-        status,
-        bytes_in: ((h >> 40) % 2048) as i64,
-        bytes_out: ((h >> 20) % 65_536) as i64,
-        duration_ms: ((h >> 8) % 50_000) as f64 / 100.0,
-        upstream_connect_ms: (h & 16 == 0).then(|| ((h >> 5) % 300) as f64 / 100.0),
-        upstream_response_ms: Some(((h >> 9) % 40_000) as f64 / 100.0),
-        route: Some(pick(&["api-v1", "static", "tenants"], 17)),
-        upstream_cluster: Some(pick(&["api", "static"], 19)),
-        upstream_addr: Some(format!("10.0.0.{}:8080", (h >> 21) % 8)),
-        shard: (h & 32 == 0).then(|| ((h >> 23) % 16).to_string()),
-        cache_status: Some(pick(&["public", "private", "no-store"], 25)),
-        auth_result: pick(&["ok", "ok", "none", "missing", "invalid"], 27),
-        auth_subject: (h & 64 == 0).then(|| format!("user-{}", (h >> 29) % 1000)),
-        auth_issuer: (h & 64 == 0).then(|| "https://idp.example.com".to_string()),
-        rate_limit: Some(if status == 429 { "limited" } else { "allowed" }.into()),
-        breaker_state: Some("closed".into()),
-        error_class: (status >= 500).then(|| "upstream_error".to_string()),
-        tls_version: tls.then(|| "TLSv1.3".to_string()),
-        tls_cipher: tls.then(|| "TLS13_AES_128_GCM_SHA256".to_string()),
-        user_agent: Some(pick(AGENTS, 31)),
-        referer: (h & 128 == 0).then(|| "https://www.example.com/".to_string()),
-        policy_version: "bf97fbc0fc64".into(),
-        gateway_instance: format!("gw-{}", seed % 4),
-    }
+    edgeway_record::gen::sequence_record(seed, i, base_ms)
 }
 
 /// Pack encoded records into KPL aggregates as the gateway does (batch id as partition key).
@@ -118,4 +59,23 @@ pub fn json_line(r: &AccessLogRecord) -> String {
         "gateway_instance": r.gateway_instance,
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregates_hold_every_record_in_order_within_the_limit() {
+        let recs: Vec<_> = (0..300).map(|i| record(1, i, 0).to_bytes()).collect();
+        let blobs = aggregate(recs.clone(), "gen", 16 * 1024);
+        assert!(blobs.len() > 1);
+        let mut back = Vec::new();
+        for (n, (key, blob)) in blobs.iter().enumerate() {
+            assert_eq!(key, &format!("gen-{n}"));
+            assert!(blob.len() <= 16 * 1024 + 64, "{}", blob.len());
+            back.extend(edgeway_record::kpl::deaggregate(blob).unwrap());
+        }
+        assert_eq!(back, recs);
+    }
 }

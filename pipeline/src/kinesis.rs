@@ -13,9 +13,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::checkpoint::{lake_checkpoint_key, CheckpointSink, Pos, Seq};
-use crate::lease::{Lease, LeaseTable};
+use crate::lease::{Lease, LeaseError, LeaseTable};
 use crate::metrics::inc;
-use crate::writer::{ShardWriter, WriterContext};
+use crate::writer::{ShardWriter, WriteError, WriterContext};
 
 /// Kinesis: 5 GetRecords calls per second per shard
 /// (<https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html>).
@@ -44,6 +44,22 @@ pub struct KinesisOptions {
     pub exit_when_idle: bool,
 }
 
+/// Why reading the stream failed. Each message names the call and the stream or shard.
+#[derive(Debug, thiserror::Error)]
+pub enum KinesisError {
+    /// A Kinesis API call failed: the operation, what it was about, and the service's message.
+    #[error("{op} {target}: {message}")]
+    Aws {
+        op: &'static str,
+        target: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+}
+
 #[derive(Debug)]
 enum Outcome {
     Ended,
@@ -60,7 +76,7 @@ fn aws_msg<E: ProvideErrorMetadata + std::fmt::Debug>(e: &E) -> String {
     }
 }
 
-pub async fn list_shards(client: &Client, stream: &str) -> anyhow::Result<Vec<ShardInfo>> {
+pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>, KinesisError> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -69,10 +85,11 @@ pub async fn list_shards(client: &Client, stream: &str) -> anyhow::Result<Vec<Sh
             Some(t) => req.next_token(t),
             None => req.stream_name(stream),
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("ListShards {stream}: {}", aws_msg(&e)))?;
+        let resp = req.send().await.map_err(|e| KinesisError::Aws {
+            op: "ListShards",
+            target: stream.to_string(),
+            message: aws_msg(&e),
+        })?;
         for s in resp.shards() {
             let mut parents = Vec::new();
             parents.extend(s.parent_shard_id().map(str::to_string));
@@ -166,7 +183,11 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
 }
 
 impl Reader {
-    async fn iterator(&self, shard: &str, from: Option<&Pos>) -> anyhow::Result<Option<String>> {
+    async fn iterator(
+        &self,
+        shard: &str,
+        from: Option<&Pos>,
+    ) -> Result<Option<String>, KinesisError> {
         let req = self
             .client
             .get_shard_iterator()
@@ -178,10 +199,11 @@ impl Reader {
                 .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
                 .starting_sequence_number(p.seq.as_str()),
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("GetShardIterator {shard}: {}", aws_msg(&e)))?;
+        let resp = req.send().await.map_err(|e| KinesisError::Aws {
+            op: "GetShardIterator",
+            target: shard.to_string(),
+            message: aws_msg(&e),
+        })?;
         Ok(resp.shard_iterator().map(str::to_string))
     }
 
@@ -198,7 +220,7 @@ impl Reader {
         shard: String,
         mut w: ShardWriter,
         mut stop: watch::Receiver<bool>,
-    ) -> anyhow::Result<Outcome> {
+    ) -> Result<Outcome, KinesisError> {
         let m = self.ctx.metrics.clone();
         let mut backoff = Duration::from_millis(200);
         let mut iter = loop {
@@ -320,9 +342,9 @@ pub async fn run(
     reader: Reader,
     leases: Option<Arc<LeaseTable>>,
     mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> Result<(), KinesisError> {
     let stream = reader.opts.stream.clone();
-    let mut tasks: JoinSet<(String, anyhow::Result<Outcome>)> = JoinSet::new();
+    let mut tasks: JoinSet<(String, Result<Outcome, KinesisError>)> = JoinSet::new();
     let mut running: HashMap<String, ()> = HashMap::new();
     let mut ended: BTreeSet<String> = BTreeSet::new();
     let mut idle: BTreeSet<String> = BTreeSet::new();
@@ -429,7 +451,7 @@ async fn discover(
     ended: &mut BTreeSet<String>,
     running: &HashMap<String, ()>,
     idle: &BTreeSet<String>,
-) -> anyhow::Result<Vec<(String, CheckpointSink)>> {
+) -> Result<Vec<(String, CheckpointSink)>, KinesisError> {
     let stream = &reader.opts.stream;
     let shards = list_shards(&reader.client, stream).await?;
     let mut start = Vec::new();

@@ -1,77 +1,48 @@
-//! The lake's object store: a local directory or `s3://bucket/prefix`, both through
-//! `object_store`, so local mode and AWS mode write files through the same code path.
+//! The lake's object store: a local directory or `s3://bucket/prefix`, opened by the shared
+//! [`edgeway_record::store`] (the `lake` command opens it the same way), plus what only the
+//! writer needs: making a local file durable before a checkpoint depends on it.
 
 use std::sync::Arc;
 
-use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
+use edgeway_record::store::{LakeStore, StoreSettings};
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStore;
 
-#[derive(Debug, thiserror::Error)]
-pub enum LakeError {
-    #[error("lake root {root}: {message}")]
-    Root { root: String, message: String },
-}
+pub use edgeway_record::store::StoreError as LakeError;
 
-/// Where lake objects live: a store and the prefix inside it.
+/// Where lake objects live: a store and the root inside it.
 #[derive(Debug, Clone)]
 pub struct Lake {
     pub store: Arc<dyn ObjectStore>,
-    pub prefix: String,
-    /// The root as the user gave it (for Glue's table location).
+    /// `s3://bucket/prefix`, or a local root as the user gave it (for Glue's table location).
     pub root: String,
     pub is_s3: bool,
-    /// The directory of a local lake (for fsync; S3 acknowledges writes durably).
-    local_dir: Option<std::path::PathBuf>,
+    opened: LakeStore,
 }
 
 impl Lake {
-    /// `endpoint` overrides the S3 endpoint (moto, LocalStack): path-style, HTTP allowed.
+    /// Open (and, when local, create) the lake root. `region` and `endpoint` override the
+    /// environment; with an endpoint (moto, LocalStack) S3 is path-style over plain HTTP.
     pub fn open(
         root: &str,
         region: Option<&str>,
         endpoint: Option<&str>,
     ) -> Result<Lake, LakeError> {
-        let err = |message: String| LakeError::Root {
-            root: root.to_string(),
-            message,
+        let settings = StoreSettings {
+            region: region.map(str::to_string),
+            endpoint: endpoint.map(str::to_string),
         };
-        if let Some(rest) = root.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(err("expected s3://bucket/prefix".into()));
-            }
-            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Some(r) = region {
-                b = b.with_region(r);
-            }
-            if let Some(e) = endpoint {
-                b = b
-                    .with_endpoint(e)
-                    .with_allow_http(true)
-                    .with_virtual_hosted_style_request(false);
-            }
-            let store = b.build().map_err(|e| err(e.to_string()))?;
-            Ok(Lake {
-                store: Arc::new(store),
-                prefix: prefix.trim_matches('/').to_string(),
-                root: format!("s3://{}", rest.trim_end_matches('/')),
-                is_s3: true,
-                local_dir: None,
-            })
-        } else {
-            let dir = root.strip_prefix("file://").unwrap_or(root);
-            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-            let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| err(e.to_string()))?;
-            Ok(Lake {
-                store: Arc::new(store),
-                prefix: String::new(),
-                root: root.to_string(),
-                is_s3: false,
-                local_dir: Some(std::path::PathBuf::from(dir)),
-            })
-        }
+        let opened = LakeStore::open(root, &settings, true)?;
+        Ok(Lake {
+            store: opened.store.clone(),
+            root: if opened.is_s3() {
+                opened.root_url()
+            } else {
+                root.to_string()
+            },
+            is_s3: opened.is_s3(),
+            opened,
+        })
     }
 
     /// Make a completed object durable before a checkpoint may depend on it. S3 has already
@@ -79,7 +50,7 @@ impl Lake {
     /// without fsync, so here the file and every directory up to the lake root are synced
     /// (a power loss must not take away a file whose records were checkpointed).
     pub async fn sync(&self, key: &str) -> std::io::Result<()> {
-        let Some(root) = self.local_dir.clone() else {
+        let Some(root) = self.opened.local_dir().map(|d| d.to_path_buf()) else {
             return Ok(());
         };
         let key = key.to_string();
@@ -102,10 +73,42 @@ impl Lake {
 
     /// The object path of `key` (relative to the lake root).
     pub fn path(&self, key: &str) -> ObjPath {
-        if self.prefix.is_empty() {
-            ObjPath::from(key)
-        } else {
-            ObjPath::from(format!("{}/{key}", self.prefix))
-        }
+        self.opened.path(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_lake_writes_below_its_root_and_syncs() {
+        use object_store::{ObjectStoreExt, PutPayload};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lake");
+        let lake = Lake::open(root.to_str().unwrap(), None, None).unwrap();
+        assert!(!lake.is_s3);
+        assert_eq!(lake.root, root.to_str().unwrap());
+        let key = "access_logs/dt=2025-11-22/hour=02/a.parquet";
+        lake.store
+            .put(&lake.path(key), PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        lake.sync(key).await.unwrap();
+        assert_eq!(std::fs::read(root.join(key)).unwrap(), b"x");
+        assert!(lake.sync("missing").await.is_err());
+    }
+
+    #[test]
+    fn s3_root_is_normalised_for_glue() {
+        let lake = Lake::open(
+            "s3://b/lake/",
+            Some("us-east-1"),
+            Some("http://127.0.0.1:1"),
+        )
+        .unwrap();
+        assert!(lake.is_s3);
+        assert_eq!(lake.root, "s3://b/lake");
+        assert_eq!(lake.path("k").as_ref(), "lake/k");
     }
 }

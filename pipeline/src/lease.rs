@@ -234,7 +234,7 @@ impl LeaseTable {
 
     /// Conditional update on `counter` (and `owner` when `must_own`); `Ok(false)` when the
     /// condition failed (someone else moved the lease).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // the item's fields, each conditionally written
     async fn update(
         &self,
         op: &'static str,

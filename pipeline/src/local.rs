@@ -9,7 +9,7 @@ use edgeway_record::segment::SegmentReader;
 use tokio::sync::watch;
 
 use crate::checkpoint::{lake_checkpoint_key, CheckpointSink, Seq};
-use crate::writer::{ShardWriter, WriterContext};
+use crate::writer::{ShardWriter, WriteError, WriterContext};
 
 pub const LOCAL_SHARD: &str = "local";
 /// Frames read between maintenance passes.
@@ -26,7 +26,7 @@ pub async fn run(
     opts: LocalOptions,
     ctx: WriterContext,
     mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> Result<(), WriteError> {
     let sink = CheckpointSink::Lake {
         lake: ctx.lake.clone(),
         key: lake_checkpoint_key(LOCAL_SHARD, LOCAL_SHARD),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use edgeway_record::aws::{sdk_config, AwsSettings};
+use edgeway_record::put_records::{put_all, Entry, KinesisTransport, RetryPolicy};
 use edgeway_record::segment::{FsyncPolicy, SegmentReader, SegmentWriter};
 use pipeline::clock::SystemClock;
 use pipeline::kinesis::{KinesisOptions, Reader};
@@ -35,7 +36,7 @@ struct Cli {
 enum Cmd {
     /// Read the stream (or the local log) and write the lake until SIGTERM/SIGINT, which
     /// finishes and checkpoints every open file.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Generate synthetic records into a local log directory (benchmarks, demos).
     #[command(hide = true)]
     GenLog(GenArgs),
@@ -67,8 +68,8 @@ struct RunArgs {
     #[arg(long, env = "PIPELINE_WORKER_ID")]
     worker_id: Option<String>,
     /// Lease duration: a dead worker's shards move after this long.
-    #[arg(long, default_value = "10s", value_parser = humantime_ms)]
-    lease_duration: i64,
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    lease_duration: Duration,
     /// Roll a file when it reaches this size (MiB).
     #[arg(long, default_value_t = 128)]
     target_file_mb: u64,
@@ -76,8 +77,8 @@ struct RunArgs {
     #[arg(long, hide = true)]
     target_file_bytes: Option<u64>,
     /// Roll a file when it is this old (Firehose allows 60s–900s; 1s minimum).
-    #[arg(long, default_value = "300s", value_parser = humantime_ms)]
-    max_file_age: i64,
+    #[arg(long, default_value = "300s", value_parser = duration)]
+    max_file_age: Duration,
     /// Rows an open file keeps in memory; more are sorted and spilled to --spill-dir, and the
     /// runs are merged when the file rolls, so each file is sorted by event time as a whole.
     #[arg(long, default_value_t = edgeway_record::parquet::MAX_ROW_GROUP_ROWS)]
@@ -93,11 +94,11 @@ struct RunArgs {
     #[arg(long, default_value_t = 512)]
     memory_budget_mb: usize,
     /// Wait after reading the tip of a shard (or the local log).
-    #[arg(long, default_value = "1s", value_parser = humantime_ms)]
-    idle_poll: i64,
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    idle_poll: Duration,
     /// How often to look for new shards and leases.
-    #[arg(long, default_value = "10s", value_parser = humantime_ms)]
-    discovery_interval: i64,
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    discovery_interval: Duration,
     /// Create/update the Glue table on start (default: on with an s3:// lake).
     #[arg(long, env = "PIPELINE_GLUE")]
     glue: Option<bool>,
@@ -162,27 +163,20 @@ struct BenchArgs {
     out: PathBuf,
 }
 
-fn humantime_ms(s: &str) -> Result<i64, String> {
-    let d = parse_duration(s)?;
-    Ok(d.as_millis() as i64)
+/// A duration flag: humantime (`500ms`, `10s`, `5m`, `1h 30m`); a bare number is seconds, as
+/// the flags have always accepted.
+fn duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("found `{s}`, expected a duration like 500ms, 10s, 5m ({e})"))
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("found `{s}`, expected a duration like 500ms, 10s, 5m"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        _ => {
-            return Err(format!(
-                "found `{s}`, expected a duration like 500ms, 10s, 5m"
-            ))
-        }
-    })
-}
+/// `put-kinesis`: PutRecords calls per batch before giving up on the entries still failing.
+const PUT_ATTEMPTS: u32 = 10;
+/// `put-kinesis`: how long one PutRecords call may take before it counts as failed.
+const PUT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -217,7 +211,7 @@ fn main() -> std::process::ExitCode {
     };
     let res = rt.block_on(async move {
         match cli.cmd {
-            Cmd::Run(a) => run(a).await,
+            Cmd::Run(a) => run(*a).await,
             Cmd::GenLog(a) => gen_log(a),
             Cmd::PutKinesis(a) => put_kinesis(a).await,
             Cmd::BenchEncode(a) => bench_encode(a).await,
@@ -233,10 +227,10 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(a: RunArgs) -> anyhow::Result<()> {
-    if a.max_file_age < 1000 || a.max_file_age > 900_000 {
+    if a.max_file_age < Duration::from_secs(1) || a.max_file_age > Duration::from_secs(900) {
         bail!(
             "--max-file-age: found {} ms, expected 1s..900s (Firehose uses 60s..900s)",
-            a.max_file_age
+            a.max_file_age.as_millis()
         );
     }
     if a.local_log.is_none() && a.stream.is_none() {
@@ -254,7 +248,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             .target_file_bytes
             .unwrap_or(a.target_file_mb * 1024 * 1024)
             .max(1),
-        max_file_age_ms: a.max_file_age,
+        max_file_age_ms: a.max_file_age.as_millis() as i64,
         row_group_rows: a.row_group_rows.max(1),
         max_open_files: a.max_open_files.max(1),
         memory_budget: a.memory_budget_mb * 1024 * 1024,
@@ -296,7 +290,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         pipeline::local::run(
             LocalOptions {
                 dir,
-                idle_poll: Duration::from_millis(a.idle_poll as u64),
+                idle_poll: a.idle_poll,
                 exit_when_idle: a.exit_when_idle,
             },
             ctx,
@@ -332,8 +326,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                     aws_sdk_dynamodb::Client::new(&sdk),
                     t,
                     &owner,
-                    if a.lease_duration > 0 {
-                        a.lease_duration
+                    if !a.lease_duration.is_zero() {
+                        a.lease_duration.as_millis() as i64
                     } else {
                         DEFAULT_LEASE_MS
                     },
@@ -348,8 +342,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             ctx,
             opts: Arc::new(KinesisOptions {
                 stream,
-                idle_poll: Duration::from_millis(a.idle_poll as u64),
-                discovery_interval: Duration::from_millis(a.discovery_interval as u64),
+                idle_poll: a.idle_poll,
+                discovery_interval: a.discovery_interval,
                 exit_when_idle: a.exit_when_idle,
             }),
         };
@@ -410,60 +404,24 @@ async fn put_kinesis(a: PutArgs) -> anyhow::Result<()> {
         endpoint: a.endpoint,
     })
     .await;
-    let client = aws_sdk_kinesis::Client::new(&sdk);
+    let transport = KinesisTransport {
+        client: aws_sdk_kinesis::Client::new(&sdk),
+        stream: a.stream,
+        call_timeout: PUT_TIMEOUT,
+    };
     let recs = (0..a.records).map(|k| pipeline::gen::record(a.seed, k, a.base_ms).to_bytes());
-    let blobs = pipeline::gen::aggregate(recs, &format!("put{}", a.seed), 256 * 1024);
-    // PutRecords: at most 500 entries and 5 MiB per call.
-    let mut batch = Vec::new();
-    let mut size = 0;
-    let mut sent = 0;
-    for (key, blob) in blobs {
-        if batch.len() == 500 || size + blob.len() + key.len() > 5 * 1024 * 1024 {
-            sent += put_batch(&client, &a.stream, std::mem::take(&mut batch)).await?;
-            size = 0;
-        }
-        size += blob.len() + key.len();
-        batch.push(
-            aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
-                .partition_key(key)
-                .data(aws_sdk_kinesis::primitives::Blob::new(blob))
-                .build()?,
-        );
-    }
-    if !batch.is_empty() {
-        sent += put_batch(&client, &a.stream, batch).await?;
-    }
+    let entries = pipeline::gen::aggregate(recs, &format!("put{}", a.seed), 256 * 1024)
+        .into_iter()
+        .map(|(key, data)| Entry { key, data });
+    let policy = RetryPolicy {
+        max_attempts: Some(PUT_ATTEMPTS),
+        ..RetryPolicy::default()
+    };
+    let sent = put_all(&transport, entries.collect(), &policy)
+        .await
+        .map_err(|u| anyhow::anyhow!("{u}"))?;
     println!("{{\"kinesis_records\":{sent},\"records\":{}}}", a.records);
     Ok(())
-}
-
-async fn put_batch(
-    client: &aws_sdk_kinesis::Client,
-    stream: &str,
-    mut batch: Vec<aws_sdk_kinesis::types::PutRecordsRequestEntry>,
-) -> anyhow::Result<usize> {
-    let total = batch.len();
-    for attempt in 0..10 {
-        let resp = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(batch.clone()))
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("PutRecords: {e:?}"))?;
-        if resp.failed_record_count().unwrap_or(0) == 0 {
-            return Ok(total);
-        }
-        // Retry only the failed entries.
-        batch = batch
-            .into_iter()
-            .zip(resp.records())
-            .filter(|(_, r)| r.error_code().is_some())
-            .map(|(e, _)| e)
-            .collect();
-        tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
-    }
-    bail!("PutRecords: entries still failing after retries")
 }
 
 async fn bench_encode(a: BenchArgs) -> anyhow::Result<()> {
@@ -505,4 +463,20 @@ async fn bench_encode(a: BenchArgs) -> anyhow::Result<()> {
         serde_json::json!({"records": n, "seconds": secs, "records_per_sec": n as f64 / secs, "bytes": bytes, "bytes_per_record": bytes as f64 / n.max(1) as f64, "files": get(&metrics.files_written), "runs_spilled": get(&metrics.runs_spilled)})
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags_take_humantime_and_bare_seconds() {
+        assert_eq!(duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(duration("7"), Ok(Duration::from_secs(7)));
+        assert!(duration("ten seconds").unwrap_err().contains("ten seconds"));
+        assert!(duration("-1s").is_err());
+    }
 }

@@ -7,6 +7,12 @@
 //! builder. Records travel in KPL-aggregated Kinesis records ([`kpl`]) and, on disk, in
 //! checksummed segment files ([`segment`]) that serve both as the gateway's outage spool and
 //! as the embedded local log.
+//!
+//! Pieces that more than one binary needs live here too, each behind a feature so that a
+//! binary compiles only what it uses: the lake layout and Glue table ([`table`]), the lake
+//! root opener (`store`), PutRecords batching and retry (`kinesis`: `put_records`), the
+//! synthetic record generator (`gen`), the AWS SDK configuration (`aws`) and the injectable
+//! [`clock`].
 
 #![forbid(unsafe_code)]
 
@@ -21,10 +27,16 @@ pub mod table;
 pub mod arrow;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "gen")]
+pub mod gen;
 #[cfg(feature = "arrow")]
 pub mod merge;
 #[cfg(feature = "parquet")]
 pub mod parquet;
+#[cfg(feature = "kinesis")]
+pub mod put_records;
+#[cfg(feature = "store")]
+pub mod store;
 
 pub use record::{
     AccessLogRecord, AccessLogRecordRef, Column, ColumnKind, RecordDecodeError, COLUMNS,

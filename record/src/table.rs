@@ -16,6 +16,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, NaiveDate, NaiveTime, Timelike, Utc};
+
 use crate::COLUMNS;
 
 pub const DATABASE: &str = "edgeway";
@@ -32,33 +34,46 @@ pub const PARTITION_KEYS: [&str; 2] = ["dt", "hour"];
 /// First day the `dt` projection covers.
 pub const PROJECTION_START: &str = "2020-01-01";
 
-/// One hour of the lake.
+/// One hour of the lake: the `dt=YYYY-MM-DD/hour=HH` partition, in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Partition {
-    pub year: i32,
-    pub month: u8,
-    pub day: u8,
+    pub date: NaiveDate,
+    /// 0–23.
     pub hour: u8,
 }
 
 impl Partition {
-    /// The partition holding `event_time_ms` (UTC milliseconds since the epoch).
+    /// The partition `date`, `hour`; `None` for an hour outside 0–23.
+    pub fn new(date: NaiveDate, hour: u8) -> Option<Partition> {
+        (hour < 24).then_some(Partition { date, hour })
+    }
+
+    /// The partition holding `event_time_ms` (UTC milliseconds since the epoch). Times beyond
+    /// the calendar's range (±262,000 years) go to its first or last hour.
     pub fn of(event_time_ms: i64) -> Partition {
-        let secs = event_time_ms.div_euclid(1000);
-        let days = secs.div_euclid(86_400);
-        let hour = (secs.rem_euclid(86_400) / 3600) as u8;
-        let (year, month, day) = civil_from_days(days);
+        let t = DateTime::from_timestamp_millis(event_time_ms).unwrap_or(if event_time_ms < 0 {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        });
         Partition {
-            year: year as i32,
-            month,
-            day,
-            hour,
+            date: t.date_naive(),
+            hour: t.hour() as u8,
         }
+    }
+
+    /// UTC milliseconds of the partition's first instant.
+    pub fn start_ms(&self) -> i64 {
+        self.date
+            .and_time(NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis()
+            + i64::from(self.hour) * 3_600_000
     }
 
     /// `YYYY-MM-DD`.
     pub fn dt(&self) -> String {
-        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+        format_dt(self.date)
     }
 
     /// `HH`.
@@ -70,20 +85,34 @@ impl Partition {
     pub fn path(&self) -> String {
         format!("dt={}/hour={}", self.dt(), self.hour())
     }
+
+    /// `access_logs/dt=YYYY-MM-DD/hour=HH`, relative to the lake root.
+    pub fn dir(&self) -> String {
+        format!("{TABLE_DIR}/{}", self.path())
+    }
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u8, u8) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// A partition date as the `dt` key spells it: `YYYY-MM-DD`.
+pub fn format_dt(date: NaiveDate) -> String {
+    date.format("%Y-%m-%d").to_string()
+}
+
+/// `access_logs/dt=YYYY-MM-DD`, relative to the lake root.
+pub fn dt_dir(date: NaiveDate) -> String {
+    format!("{TABLE_DIR}/dt={}", format_dt(date))
+}
+
+/// Parse a `dt` value: exactly `YYYY-MM-DD`, a real date.
+pub fn parse_dt(s: &str) -> Option<NaiveDate> {
+    if s.len() != 10 {
+        return None;
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+/// Parse an `hour` value: `HH` (or `H`), 0–23.
+pub fn parse_hour(s: &str) -> Option<u8> {
+    s.parse::<u8>().ok().filter(|h| *h < 24)
 }
 
 /// Key of a data file relative to the lake root.
@@ -515,10 +544,47 @@ mod tests {
             Partition::of(1_735_689_600_000).path(),
             "dt=2025-01-01/hour=00"
         );
+        assert_eq!(p.dir(), "access_logs/dt=2025-11-22/hour=02");
+        assert_eq!(p.start_ms(), 1_763_776_800_000);
+        assert_eq!(Partition::of(-1).start_ms(), -3_600_000);
+        assert_eq!(Partition::of(p.start_ms() + 3_599_999), p);
+        // Beyond the calendar: the first or last hour, never a panic.
+        assert_eq!(Partition::of(i64::MIN), Partition::of(i64::MIN + 1));
+        assert_eq!(Partition::of(i64::MAX).hour, 23);
         assert_eq!(
             data_file_key(&p, "shardId-000000000001", "4960"),
             "access_logs/dt=2025-11-22/hour=02/shardId-000000000001-4960.parquet"
         );
+    }
+
+    #[test]
+    fn partition_values_parse_strictly() {
+        let d = parse_dt("2024-02-29").unwrap();
+        assert_eq!(format_dt(d), "2024-02-29");
+        assert_eq!(dt_dir(d), "access_logs/dt=2024-02-29");
+        assert!(parse_dt("2025-02-29").is_none());
+        assert!(parse_dt("2025-1-3").is_none());
+        assert!(parse_dt("2025-01-03T00").is_none());
+        assert_eq!(parse_hour("07"), Some(7));
+        assert_eq!(parse_hour("7"), Some(7));
+        assert_eq!(parse_hour("24"), None);
+        assert_eq!(parse_hour("-1"), None);
+        assert_eq!(Partition::new(d, 24), None);
+        assert_eq!(
+            Partition::new(d, 23).unwrap().path(),
+            "dt=2024-02-29/hour=23"
+        );
+    }
+
+    proptest::proptest! {
+        /// The partition of an instant contains it, and its hour is the UTC hour.
+        #[test]
+        fn partition_contains_its_instant(ms in -62_000_000_000_000i64..253_000_000_000_000i64) {
+            let p = Partition::of(ms);
+            proptest::prop_assert!(p.start_ms() <= ms && ms < p.start_ms() + 3_600_000);
+            proptest::prop_assert_eq!(i64::from(p.hour), ms.div_euclid(3_600_000).rem_euclid(24));
+            proptest::prop_assert_eq!(parse_dt(&p.dt()), Some(p.date));
+        }
     }
 
     #[test]

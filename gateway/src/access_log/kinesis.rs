@@ -5,23 +5,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use edgeway_record::kpl;
+use edgeway_record::put_records::{
+    self, Backoff, CallBudget, CallError, KinesisTransport, PutEntry, PutObserver, RetryPolicy,
+};
 use edgeway_record::segment::{load_position, save_position, Position, SegmentReader};
 use tokio::sync::Notify;
 
 use super::writer::LogWriter;
 use super::{AccessLogConfig, LogMetrics};
 
-/// Kinesis PutRecords: at most 500 entries per call
-/// (<https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html>).
-pub const MAX_ENTRIES_PER_CALL: usize = 500;
-/// Kinesis PutRecords: at most 5 MiB per call, data and partition keys included.
-pub const MAX_BYTES_PER_CALL: usize = 5 * 1024 * 1024;
-/// Retry backoff bounds (full jitter between 0 and the current ceiling).
-const BACKOFF_START: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// At shutdown, how long to keep trying before leaving the rest in the log.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -30,6 +23,15 @@ struct Entry {
     blob: Vec<u8>,
     records: u64,
     next: Position,
+}
+
+impl PutEntry for Entry {
+    fn partition_key(&self) -> &str {
+        &self.key
+    }
+    fn data(&self) -> &[u8] {
+        &self.blob
+    }
 }
 
 pub async fn ship(
@@ -125,8 +127,8 @@ fn lock(log: &Mutex<LogWriter>) -> std::sync::MutexGuard<'_, LogWriter> {
 /// Read frames into one PutRecords call's worth of entries.
 fn read_batch(reader: &mut SegmentReader) -> Vec<Entry> {
     let mut batch = Vec::new();
-    let mut bytes = 0;
-    while batch.len() < MAX_ENTRIES_PER_CALL {
+    let mut budget = CallBudget::default();
+    while !budget.is_full() {
         // Remember where this frame starts, to give it back if it does not fit this call.
         let before = reader.position();
         let frame = match reader.next_frame() {
@@ -140,11 +142,11 @@ fn read_batch(reader: &mut SegmentReader) -> Vec<Entry> {
         let key = kpl::partition_key(&frame.payload)
             .unwrap_or_else(|| format!("seg-{}-{}", frame.at.segment, frame.at.offset));
         let size = frame.payload.len() + key.len();
-        if bytes + size > MAX_BYTES_PER_CALL && !batch.is_empty() {
+        if !budget.fits(size) {
             reader.seek(before);
             break;
         }
-        bytes += size;
+        budget.add(size);
         batch.push(Entry {
             records: kpl::count_records(&frame.payload),
             key,
@@ -155,105 +157,86 @@ fn read_batch(reader: &mut SegmentReader) -> Vec<Entry> {
     batch
 }
 
+/// The shipper's view of [`put_records::send_all`]: metrics, rate-limited warnings, and the
+/// shutdown deadline.
+struct Shipping<'a> {
+    metrics: &'a LogMetrics,
+    stop: &'a AtomicBool,
+    stop_deadline: &'a mut Option<Instant>,
+}
+
+impl PutObserver<Entry> for Shipping<'_> {
+    fn before_retry(&mut self, _attempt: u32, pending: &[Entry]) -> bool {
+        if self.stop.load(Ordering::Acquire) {
+            let deadline = *self
+                .stop_deadline
+                .get_or_insert_with(|| Instant::now() + SHUTDOWN_DEADLINE);
+            if Instant::now() >= deadline {
+                return false;
+            }
+        }
+        self.metrics
+            .retried
+            .inc_by(pending.iter().map(|e| e.records).sum());
+        true
+    }
+
+    fn call_finished(&mut self, elapsed: Duration) {
+        self.metrics.put_latency.observe(elapsed.as_secs_f64());
+    }
+
+    fn entry_failed(&mut self, code: &str) {
+        if code == put_records::THROTTLED {
+            self.metrics.throttled.inc();
+        }
+    }
+
+    #[allow(clippy::manual_is_multiple_of)] // u32::is_multiple_of needs Rust 1.87; MSRV is 1.85
+    fn call_failed(&mut self, attempt: u32, error: &CallError) {
+        match error {
+            CallError::Throttled(_) => self.metrics.throttled.inc(),
+            CallError::Failed(_) | CallError::Timeout(_) => self.metrics.put_errors.inc(),
+            CallError::Mismatch { .. } => {}
+        }
+        if matches!(error, CallError::Mismatch { .. }) || attempt == 1 || attempt % 20 == 0 {
+            tracing::warn!(%error, attempt, "access log: PutRecords failed; records stay in the local log and are retried");
+        }
+    }
+}
+
 /// Send every entry, retrying only failed ones with jittered exponential backoff. Returns
 /// `false` only when shutting down with entries still unacknowledged.
 async fn send_all(
     client: &aws_sdk_kinesis::Client,
     stream: &str,
-    mut pending: Vec<Entry>,
+    pending: Vec<Entry>,
     metrics: &LogMetrics,
     stop: &AtomicBool,
     stop_deadline: &mut Option<Instant>,
     call_timeout: Duration,
 ) -> bool {
-    let mut backoff = BACKOFF_START;
-    let mut attempt = 0u32;
-    while !pending.is_empty() {
-        if attempt > 0 {
-            if stop.load(Ordering::Acquire) {
-                let deadline =
-                    *stop_deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_DEADLINE);
-                if Instant::now() >= deadline {
-                    return false;
-                }
-            }
-            metrics
-                .retried
-                .inc_by(pending.iter().map(|e| e.records).sum());
-            let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64));
-            tokio::time::sleep(jitter).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-        }
-        attempt += 1;
-        let entries: Vec<PutRecordsRequestEntry> = pending
-            .iter()
-            .filter_map(|e| {
-                PutRecordsRequestEntry::builder()
-                    .data(Blob::new(e.blob.clone()))
-                    .partition_key(&e.key)
-                    .build()
-                    .ok()
-            })
-            .collect();
-        let started = Instant::now();
-        let call = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send();
-        let result = tokio::time::timeout(call_timeout, call).await;
-        metrics.put_latency.observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(Ok(out)) => {
-                let results = out.records();
-                if results.len() != pending.len() {
-                    tracing::warn!(sent = pending.len(), answered = results.len(), "access log: PutRecords answered a different number of entries; resending all");
-                    continue;
-                }
-                let mut still = Vec::new();
-                for (entry, r) in pending.into_iter().zip(results) {
-                    match r.error_code() {
-                        None => {}
-                        Some(code) => {
-                            if code == "ProvisionedThroughputExceededException" {
-                                metrics.throttled.inc();
-                            }
-                            still.push(entry);
-                        }
-                    }
-                }
-                if !still.is_empty() {
-                    tracing::debug!(
-                        failed = still.len(),
-                        "access log: PutRecords partial failure; retrying the failed entries"
-                    );
-                } else {
-                    backoff = BACKOFF_START;
-                }
-                pending = still;
-            }
-            Ok(Err(e)) => {
-                let throttled = e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_provisioned_throughput_exceeded_exception());
-                if throttled {
-                    metrics.throttled.inc();
-                } else {
-                    metrics.put_errors.inc();
-                }
-                if attempt == 1 || attempt.is_multiple_of(20) {
-                    tracing::warn!(error = %aws_sdk_kinesis::error::DisplayErrorContext(&e), attempt, "access log: PutRecords failed; records stay in the local log and are retried");
-                }
-            }
-            Err(_) => {
-                metrics.put_errors.inc();
-                if attempt == 1 || attempt.is_multiple_of(20) {
-                    tracing::warn!(timeout = ?call_timeout, attempt, "access log: PutRecords timed out; retrying");
-                }
-            }
-        }
-    }
-    true
+    let transport = KinesisTransport {
+        client: client.clone(),
+        stream: stream.to_string(),
+        call_timeout,
+    };
+    let policy = RetryPolicy::default();
+    let mut backoff = Backoff::new(policy.backoff_start, policy.backoff_max);
+    let mut shipping = Shipping {
+        metrics,
+        stop,
+        stop_deadline,
+    };
+    put_records::send_all(
+        &transport,
+        pending,
+        &policy,
+        &mut backoff,
+        &mut shipping,
+        tokio::time::sleep,
+    )
+    .await
+    .is_ok()
 }
 
 #[cfg(test)]

@@ -214,7 +214,7 @@ async fn a_file_is_sorted_as_a_whole_across_spilled_runs_and_rewrites_identicall
         );
         let path = fx.dir.path().join(&files[0]);
         assert_eq!(rows_in_order(&path), expected, "row group size {rows}");
-        let spilled = fx.ctx.metrics.runs_spilled.load(Ordering::Relaxed);
+        let spilled = fx.ctx.metrics.runs_spilled.get();
         assert!(spilled >= 5, "{spilled} runs spilled");
         assert_eq!(fx.ctx.buffered.load(Ordering::Relaxed), 0);
         bytes.push(std::fs::read(&path).unwrap());
@@ -243,8 +243,8 @@ async fn a_batch_sent_twice_is_written_once_even_across_a_restart() {
     w.ingest(&seq(4), &first).await.unwrap();
     w.finish(false).await.unwrap();
     assert_eq!(fx.ids(), vec!["r1", "r2", "r3"]);
-    assert_eq!(fx.ctx.metrics.duplicates.load(Ordering::Relaxed), 4);
-    assert_eq!(fx.ctx.metrics.records_out.load(Ordering::Relaxed), 3);
+    assert_eq!(fx.ctx.metrics.duplicates.get(), 4);
+    assert_eq!(fx.ctx.metrics.records_out.get(), 3);
 }
 
 #[tokio::test]
