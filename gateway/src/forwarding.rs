@@ -5,7 +5,8 @@
 //! - spec: [`Forwarding`] (the trusted proxy networks);
 //! - phase steps: [`client_ip`] in `request_filter` (the effective client, after the
 //!   trusted-proxy rule) and [`rewrite_upstream_headers`] in `upstream_request_filter`
-//!   (`X-Forwarded-*` and `Forwarded`, replaced unless the peer is a trusted proxy).
+//!   (`X-Forwarded-*` and `Forwarded` replaced, and `X-Real-IP`, `True-Client-IP` and the
+//!   like removed, unless the peer is a trusted proxy).
 //!
 //! No runtime state: the spec is all it needs.
 
@@ -25,6 +26,30 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Headers that name the client or the original request and that some upstreams trust.
+/// From an untrusted peer they are removed: only the gateway may say who the client is.
+const SPOOFABLE: [HeaderName; 6] = [
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+];
+
+/// Every `X-Forwarded-For` line, in order, joined with `, ` (RFC 9110 §5.3: several lines
+/// are one comma-separated list), so that a forged first line cannot stand alone.
+fn xff_joined(headers: &http::HeaderMap) -> Option<String> {
+    let mut lines = headers.get_all(X_FORWARDED_FOR).iter();
+    let first = lines.next()?;
+    let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
+    for line in lines {
+        joined.push_str(", ");
+        joined.push_str(&String::from_utf8_lossy(line.as_bytes()));
+    }
+    Some(joined)
+}
 
 /// `[forwarding]`: trust in `X-Forwarded-*` headers sent by the client.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -84,12 +109,7 @@ pub fn client_ip(session: &Session, forwarding: &Forwarding) -> Option<IpAddr> {
     if !forwarding.is_trusted(peer) {
         return Some(peer);
     }
-    let Some(xff) = session
-        .req_header()
-        .headers
-        .get(X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(xff) = xff_joined(&session.req_header().headers) else {
         return Some(peer);
     };
     let mut last = peer;
@@ -116,15 +136,8 @@ pub fn rewrite_upstream_headers(
     let trusted = peer_ip.is_some_and(|ip| forwarding.is_trusted(ip));
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
 
-    let xff = match (
-        trusted,
-        upstream_request.headers.get(X_FORWARDED_FOR),
-        peer_ip,
-    ) {
-        (true, Some(prior), Some(ip)) => {
-            let prior = String::from_utf8_lossy(prior.as_bytes()).into_owned();
-            Some(format!("{prior}, {ip}"))
-        }
+    let xff = match (trusted, xff_joined(&upstream_request.headers), peer_ip) {
+        (true, Some(prior), Some(ip)) => Some(format!("{prior}, {ip}")),
         (_, _, Some(ip)) => Some(ip.to_string()),
         (_, _, None) => None,
     };
@@ -146,6 +159,9 @@ pub fn rewrite_upstream_headers(
     }
     if !trusted {
         upstream_request.remove_header(&FORWARDED);
+        for h in &SPOOFABLE {
+            upstream_request.remove_header(h);
+        }
     }
     Ok(())
 }

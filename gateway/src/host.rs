@@ -1,4 +1,6 @@
-//! Host and authority helpers shared by routing and the access log.
+//! Host and authority helpers shared by routing, policy validation and the access log.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The host part of an authority (`host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6
 /// literal, which has no port).
@@ -13,21 +15,98 @@ pub fn strip_port(authority: &str) -> &str {
     }
 }
 
-/// A DNS host name: dot-separated labels of 1–63 letters, digits or `-`, at most 253 bytes.
+/// A DNS host name: dot-separated labels of 1–63 letters, digits or inner `-`, at most 253
+/// bytes.
 pub fn valid_hostname(h: &str) -> bool {
     h.len() <= 253
         && h.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
                 && label
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
+/// The host of a request authority (`Host`, `:authority` or an absolute-form target), checked
+/// before it is matched or forwarded: a DNS name, an IPv4 literal or a bracketed IPv6
+/// literal, optionally with a port. Returns the host without port and without a trailing
+/// dot, or `None` when the authority is not acceptable (`evil.example/.api.test`,
+/// `user@host`, spaces, overlong labels, a bad port). An empty authority is `Some("")`.
+pub fn checked_host(authority: &str) -> Option<&str> {
+    if authority.is_empty() {
+        return Some("");
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        v6.parse::<Ipv6Addr>().ok()?;
+        return match after {
+            "" => Some(v6),
+            p => valid_port(p.strip_prefix(':')?).then_some(v6),
+        };
+    }
+    let host = match authority.rsplit_once(':') {
+        Some((h, p)) => {
+            if !valid_port(p) {
+                return None;
+            }
+            h
+        }
+        None => authority,
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    (host.parse::<Ipv4Addr>().is_ok() || valid_hostname(host)).then_some(host)
+}
+
+fn valid_port(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 5
+        && p.bytes().all(|b| b.is_ascii_digit())
+        && p.parse::<u16>().is_ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::strip_port;
+    use super::{checked_host, strip_port};
+
+    #[test]
+    fn hosts_are_checked_before_matching() {
+        assert_eq!(checked_host("api.example.com"), Some("api.example.com"));
+        assert_eq!(
+            checked_host("API.example.com:8443"),
+            Some("API.example.com")
+        );
+        assert_eq!(checked_host("api.example.com."), Some("api.example.com"));
+        assert_eq!(checked_host("10.0.0.1:80"), Some("10.0.0.1"));
+        assert_eq!(checked_host("[::1]:8080"), Some("::1"));
+        assert_eq!(checked_host("[2001:db8::1]"), Some("2001:db8::1"));
+        assert_eq!(checked_host(""), Some(""));
+        for bad in [
+            "evil.example/.api.test",
+            "user@api.test",
+            "api.test#x",
+            "api.test?",
+            "a b",
+            "api.test:99999",
+            "api.test:",
+            "api.test:8x",
+            "[::1",
+            "[nope]",
+            "[::1]x",
+            "::1",
+            "a..b",
+            ".api.test",
+            "-",
+            &format!("{}.test", "a".repeat(64)),
+            &"a.".repeat(130),
+            "*.api.test",
+            "api_test.example",
+        ] {
+            assert_eq!(checked_host(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn ports_are_stripped_and_ipv6_kept_whole() {

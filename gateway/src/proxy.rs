@@ -67,6 +67,8 @@ pub struct Ctx {
     pub request_id: String,
     pub client_ip: Option<IpAddr>,
     pub route: Option<Arc<RoutePlan>>,
+    /// The canonical request path, when it differs from the one the client sent.
+    pub canonical_path: Option<String>,
     pub upstream: Attempt,
     pub outcome: Outcomes,
 }
@@ -166,6 +168,7 @@ impl ProxyHttp for Gateway {
             request_id: String::new(),
             client_ip: None,
             route: None,
+            canonical_path: None,
             upstream: Attempt::default(),
             outcome: Outcomes::default(),
         }
@@ -185,7 +188,10 @@ impl ProxyHttp for Gateway {
         ctx.client_ip = forwarding::client_ip(session, &ctx.rt.policy.forwarding);
 
         match route::resolve(&ctx.rt.router, session) {
-            Ok(plan) => ctx.route = Some(plan),
+            Ok(resolved) => {
+                ctx.route = Some(resolved.plan);
+                ctx.canonical_path = resolved.canonical_path;
+            }
             Err(reject) => return self.reject(session, ctx, reject).await,
         }
         // Next steps, in order, as the capabilities land: auth → limits → shard.
@@ -262,6 +268,14 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         upstream_request.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+        if let Some(plan) = &ctx.route {
+            route::rewrite_upstream_target(
+                session,
+                plan,
+                ctx.canonical_path.as_deref(),
+                upstream_request,
+            )?;
+        }
         let host = request_host(session).to_string();
         forwarding::rewrite_upstream_headers(
             session,

@@ -143,6 +143,8 @@ outcome_enum! {
         InvalidHost => "invalid_host",
         /// No route matches host, path and method (404).
         NoRoute => "no_route",
+        /// A route matches host and path but not the method (405, with `Allow`).
+        MethodNotAllowed => "method_not_allowed",
         /// The client did not send the request in time (408).
         ClientTimeout => "client_timeout",
         /// The client went away; no response was sent.
@@ -183,6 +185,7 @@ impl ErrorClass {
         match self {
             BadRequest | InvalidHost => 400,
             NoRoute => 404,
+            MethodNotAllowed => 405,
             ClientTimeout => 408,
             ClientClosed => 0,
             Unauthorized => 401,
@@ -204,6 +207,7 @@ impl ErrorClass {
             BadRequest => "malformed request",
             InvalidHost => "the Host is not a valid host name",
             NoRoute => "no route matches this request",
+            MethodNotAllowed => "this route does not allow the method",
             ClientTimeout => "client did not send the request in time",
             ClientClosed => "client closed the connection",
             Unauthorized => "authentication is required",

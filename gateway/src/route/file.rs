@@ -17,7 +17,11 @@ pub struct RouteFile {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub hosts: Vec<Spanned<String>>,
-    /// Path prefix, starting with `/`. The longest matching prefix wins. Default `/`.
+    /// Path prefix, starting with `/`, matched against the canonical path (dot segments
+    /// removed, slashes merged, unreserved escapes decoded). It matches on a segment boundary
+    /// (`/api` matches `/api` and `/api/x`, not `/apix`) unless `prefix_match = "raw"`. The
+    /// longest matching prefix wins; if its routes do not allow the method, the answer is 405
+    /// with `Allow` (a shorter prefix is not tried). Default `/`.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub path_prefix: Option<Spanned<String>>,
@@ -28,4 +32,29 @@ pub struct RouteFile {
     /// Name of the `[cluster.<name>]` that serves this route.
     #[schemars(with = "String")]
     pub cluster: Spanned<String>,
+    /// `segment` (default): the prefix ends at a `/` boundary. `raw`: plain string prefix.
+    #[serde(default)]
+    pub prefix_match: PrefixMatch,
+    /// Which path the upstream receives: `normalized` (default; the canonical path the route
+    /// matched) or `original` (the bytes the client sent, for upstreams that need them).
+    #[serde(default)]
+    pub forward_path: ForwardPath,
+}
+
+/// How `path_prefix` matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PrefixMatch {
+    #[default]
+    Segment,
+    Raw,
+}
+
+/// Which path is forwarded upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardPath {
+    #[default]
+    Normalized,
+    Original,
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use http::Method;
 
+use super::file::PrefixMatch;
 use super::{HostMatch, Route};
 
 /// Anything the router can hold: a route spec, or a plan compiled from one.
@@ -56,8 +57,9 @@ impl<T: Matchable> Router<T> {
         Router { exact, suffix, any }
     }
 
-    /// The matching route. `host` is without port (see [`crate::host::strip_port`]), any case.
-    pub fn find(&self, host: &str, path: &str, method: &Method) -> Option<&Arc<T>> {
+    /// The matching route. `host` is checked and without port (see
+    /// [`crate::host::checked_host`]), any case; `path` is canonical (see [`super::path`]).
+    pub fn find(&self, host: &str, path: &str, method: &Method) -> Match<'_, T> {
         let lowered;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             lowered = host.to_ascii_lowercase();
@@ -76,11 +78,66 @@ impl<T: Matchable> Router<T> {
                     .map(|(_, v)| v)
             })
             .unwrap_or(&self.any);
-        group.iter().find(|item| {
+        // The group is sorted by prefix length, longest first. The longest matching prefix
+        // decides; its routes (validation keeps their method sets disjoint) either allow the
+        // method or the answer is 405 — a shorter prefix is never tried.
+        let mut longest: Option<usize> = None;
+        let mut allow: Vec<&Method> = Vec::new();
+        for item in group {
             let r = item.route();
-            path.starts_with(r.path_prefix.as_str())
-                && r.methods.as_ref().is_none_or(|ms| ms.contains(method))
-        })
+            if longest.is_some_and(|len| r.path_prefix.len() < len) {
+                break;
+            }
+            if !r.matches_path(path) {
+                continue;
+            }
+            longest = Some(r.path_prefix.len());
+            match &r.methods {
+                None => return Match::Found(item),
+                Some(ms) if ms.contains(method) => return Match::Found(item),
+                Some(ms) => allow.extend(ms),
+            }
+        }
+        if longest.is_none() {
+            return Match::None;
+        }
+        let mut allow: Vec<Method> = allow.into_iter().cloned().collect();
+        allow.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        allow.dedup();
+        Match::MethodNotAllowed(allow)
+    }
+}
+
+/// The result of [`Router::find`].
+#[derive(Debug)]
+pub enum Match<'a, T> {
+    Found(&'a Arc<T>),
+    /// Host and path match, the method does not: these methods would.
+    MethodNotAllowed(Vec<Method>),
+    None,
+}
+
+impl<'a, T> Match<'a, T> {
+    pub fn found(self) -> Option<&'a Arc<T>> {
+        match self {
+            Match::Found(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+impl Route {
+    /// Whether `path` (canonical) is under this route's prefix.
+    pub fn matches_path(&self, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix(self.path_prefix.as_str()) else {
+            return false;
+        };
+        match self.prefix_match {
+            PrefixMatch::Raw => true,
+            PrefixMatch::Segment => {
+                rest.is_empty() || rest.starts_with('/') || self.path_prefix.ends_with('/')
+            }
+        }
     }
 }
 
@@ -101,6 +158,8 @@ mod tests {
             path_prefix: prefix.into(),
             methods,
             cluster: Arc::from("c"),
+            prefix_match: PrefixMatch::Segment,
+            forward_path: Default::default(),
         }
     }
 
@@ -124,7 +183,9 @@ mod tests {
         .collect();
         let r = Router::new(&routes);
         let name = |h: &str, p: &str, m: Method| -> Option<&str> {
-            r.find(crate::host::strip_port(h), p, &m).map(|r| &*r.name)
+            r.find(crate::host::strip_port(h), p, &m)
+                .found()
+                .map(|r| &*r.name)
         };
         assert_eq!(
             name("api.example.com", "/v1/x", Method::GET),
@@ -138,10 +199,11 @@ mod tests {
             name("api.example.com", "/v1/write", Method::POST),
             Some("post-only")
         );
-        assert_eq!(
-            name("api.example.com", "/v1/write", Method::GET),
-            Some("exact-v1")
-        );
+        // The longest prefix decides: its route does not allow GET, so no fall-through.
+        assert!(matches!(
+            r.find("api.example.com", "/v1/write", &Method::GET),
+            Match::MethodNotAllowed(ref allow) if allow == &[Method::POST]
+        ));
         assert_eq!(name("x.example.com", "/", Method::GET), Some("wild"));
         assert_eq!(
             name("a.b.eu.example.com", "/", Method::GET),
@@ -155,7 +217,37 @@ mod tests {
     fn no_catch_all_means_none() {
         let routes = vec![Arc::new(route("only", &["a.test"], "/api", None))];
         let r = Router::new(&routes);
-        assert!(r.find("a.test", "/", &Method::GET).is_none());
-        assert!(r.find("b.test", "/api", &Method::GET).is_none());
+        assert!(matches!(r.find("a.test", "/", &Method::GET), Match::None));
+        assert!(matches!(
+            r.find("b.test", "/api", &Method::GET),
+            Match::None
+        ));
+    }
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries_unless_raw() {
+        let mut raw = route("raw", &[], "/raw", None);
+        raw.prefix_match = PrefixMatch::Raw;
+        let routes: Vec<Arc<Route>> = [
+            route("root", &[], "/", None),
+            route("api", &[], "/api", None),
+            route("dir", &[], "/dir/", None),
+            raw,
+        ]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+        let r = Router::new(&routes);
+        let name = |p: &str| {
+            r.find("x.test", p, &Method::GET)
+                .found()
+                .map(|r| r.name.to_string())
+        };
+        assert_eq!(name("/api").as_deref(), Some("api"));
+        assert_eq!(name("/api/v1").as_deref(), Some("api"));
+        assert_eq!(name("/apix").as_deref(), Some("root"));
+        assert_eq!(name("/dir/x").as_deref(), Some("dir"));
+        assert_eq!(name("/dir").as_deref(), Some("root"));
+        assert_eq!(name("/rawx").as_deref(), Some("raw"));
     }
 }

@@ -129,7 +129,32 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
     let path_prefix = match &r.path_prefix {
         None => "/".to_string(),
         Some(p) if p.get_ref().starts_with('/') && !p.get_ref().contains(['?', '#', ' ']) => {
-            p.get_ref().clone()
+            // Requests are matched in canonical form, so a prefix in another form could
+            // never match.
+            match super::path::normalize(p.get_ref()) {
+                Ok(c) if c == p.get_ref().as_str() => p.get_ref().clone(),
+                Ok(c) => {
+                    errs.at(
+                        fi,
+                        p.span(),
+                        &format!("{f}.path_prefix"),
+                        format!(
+                            "found `{}`, expected its canonical form `{c}` (requests are matched after dot segments, repeated slashes and escapes of unreserved characters are normalised)",
+                            p.get_ref()
+                        ),
+                    );
+                    String::new()
+                }
+                Err(e) => {
+                    errs.at(
+                        fi,
+                        p.span(),
+                        &format!("{f}.path_prefix"),
+                        format!("found `{}`: {e}", p.get_ref()),
+                    );
+                    String::new()
+                }
+            }
         }
         Some(p) => {
             errs.at(
@@ -177,5 +202,7 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         path_prefix,
         methods: (!methods.is_empty()).then_some(methods),
         cluster: Arc::from(r.cluster.get_ref().as_str()),
+        prefix_match: r.prefix_match,
+        forward_path: r.forward_path,
     })
 }

@@ -1,0 +1,178 @@
+//! Request paths made canonical before they are matched, so that one resource has one
+//! spelling: `/v1/../admin`, `/v1/%2e%2e/admin` and `/v1//admin/` cannot slip past a prefix
+//! rule or reach an upstream in a form the policy did not see.
+//!
+//! The rule (RFC 3986 §6.2.2, as Envoy's `normalize_path` plus `merge_slashes`):
+//! 1. percent-escapes of unreserved characters (`A–Z a–z 0–9 - . _ ~`) are decoded, and the
+//!    hex digits of every other escape are upper-cased; a malformed escape is an error;
+//! 2. repeated slashes are merged;
+//! 3. dot segments are removed (`.` dropped, `..` removes the segment before it, never
+//!    climbing above the root).
+//!
+//! An encoded slash (`%2F`) or backslash (`%5C`) is **kept encoded**: it is data inside a
+//! segment, never a separator, so it cannot split a segment to dodge a prefix. Routes see and,
+//! by default, upstreams receive the canonical path (`forward_path = "original"` on a route
+//! keeps what the client sent).
+
+use std::borrow::Cow;
+
+/// Why a path cannot be made canonical.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path does not start with `/`")]
+    NotAbsolute,
+    #[error("malformed percent-escape at byte {0}")]
+    BadEscape(usize),
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Whether `path` may need work; the common case (no `%`, no `//`, no dot segment) is
+/// returned as it is, without allocating.
+fn is_plain(path: &str) -> bool {
+    let b = path.as_bytes();
+    !b.contains(&b'%')
+        && !path.contains("//")
+        && !path.contains("/./")
+        && !path.contains("/../")
+        && !path.ends_with("/.")
+        && !path.ends_with("/..")
+}
+
+/// The canonical form of an origin-form path (no query).
+pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
+    if !path.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if is_plain(path) {
+        return Ok(Cow::Borrowed(path));
+    }
+    // 1. Escapes.
+    let bytes = path.as_bytes();
+    let mut decoded = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(PathError::BadEscape(i));
+            };
+            let v = h << 4 | l;
+            if is_unreserved(v) {
+                decoded.push(char::from(v));
+            } else {
+                decoded.push('%');
+                decoded.push(char::from(bytes[i + 1].to_ascii_uppercase()));
+                decoded.push(char::from(bytes[i + 2].to_ascii_uppercase()));
+            }
+            i += 3;
+        } else {
+            // Safe: `path` is a `&str` and multi-byte sequences are copied byte by byte in
+            // order, through the char boundary check below.
+            let ch_len = utf8_len(b);
+            decoded.push_str(&path[i..i + ch_len]);
+            i += ch_len;
+        }
+    }
+    // 2 and 3. Segments.
+    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut out: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut canonical = String::with_capacity(decoded.len());
+    for seg in &out {
+        canonical.push('/');
+        canonical.push_str(seg);
+    }
+    if trailing || out.is_empty() {
+        canonical.push('/');
+    }
+    Ok(Cow::Owned(canonical))
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(p: &str) -> String {
+        normalize(p).unwrap().into_owned()
+    }
+
+    #[test]
+    fn canonical_forms() {
+        assert!(matches!(normalize("/v1/users"), Ok(Cow::Borrowed(_))));
+        assert_eq!(n("/v1/../admin"), "/admin");
+        assert_eq!(n("/v1/%2e%2e/admin"), "/admin");
+        assert_eq!(n("/v1/%2E%2E/admin"), "/admin");
+        assert_eq!(n("/v1/./users/"), "/v1/users/");
+        assert_eq!(n("//v1///users"), "/v1/users");
+        assert_eq!(n("/../../etc/passwd"), "/etc/passwd");
+        assert_eq!(n("/a/b/.."), "/a/");
+        assert_eq!(n("/a/."), "/a/");
+        assert_eq!(n("/.."), "/");
+        assert_eq!(n("/%7Euser/%41"), "/~user/A");
+        assert_eq!(
+            n("/v1%2fadmin"),
+            "/v1%2Fadmin",
+            "encoded slash kept, hex upper-cased"
+        );
+        assert_eq!(n("/a%5c..%5cb"), "/a%5C..%5Cb", "backslashes are data");
+        assert_eq!(n("/caf%C3%A9/é/"), "/caf%C3%A9/é/");
+        assert_eq!(
+            n("/a/..%2F"),
+            "/a/..%2F",
+            "`..%2F` is one segment, not a dot segment"
+        );
+    }
+
+    #[test]
+    fn malformed_input_is_refused() {
+        assert_eq!(normalize("/a%zz"), Err(PathError::BadEscape(2)));
+        assert_eq!(normalize("/a%2"), Err(PathError::BadEscape(2)));
+        assert_eq!(normalize("a/b"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn normalizing_twice_changes_nothing() {
+        for p in [
+            "/v1/../admin",
+            "//x/%2e/y/",
+            "/a%2fb/../c",
+            "/%41%42/./../%2E%2E%2f",
+            "/é/../ü",
+        ] {
+            let once = n(p);
+            assert_eq!(n(&once), once, "{p}");
+        }
+    }
+}
