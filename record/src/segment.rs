@@ -50,6 +50,11 @@ impl std::str::FromStr for FsyncPolicy {
     }
 }
 
+/// The local pipeline's durable checkpoint as a position in the log, kept in the log's
+/// directory: every frame before it is in a durable file of the lake and saved as such in the
+/// pipeline's checkpoint. The gateway (local mode) deletes the segments wholly before it.
+pub const LOCAL_CONSUMER_POSITION_FILE: &str = "pipeline.pos";
+
 /// A reader's place: the next frame to read is at `offset` in segment `segment`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Position {
@@ -352,18 +357,24 @@ impl<S: SegmentFs> SegmentWriter<S> {
     }
 
     /// Delete whole segments before `pos.segment` (fully consumed), never the open one.
+    /// Returns the bytes freed; what was deleted before an error is accounted for too.
     pub fn release_before(&mut self, pos: Position) -> io::Result<u64> {
         let mut freed = 0;
+        let mut result = Ok(());
         for id in list_segments(&self.dir)? {
             if id >= pos.segment || id >= self.id {
                 break;
             }
             let p = segment_path(&self.dir, id);
-            freed += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(p)?;
+            let len = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            if let Err(e) = fs::remove_file(p) {
+                result = Err(e);
+                break;
+            }
+            freed += len;
         }
         self.used_bytes = self.used_bytes.saturating_sub(freed);
-        Ok(freed)
+        result.map(|()| freed)
     }
 }
 
