@@ -129,8 +129,9 @@ impl LogWriter {
         self.update_gauges();
     }
 
-    /// Local mode: release what the local pipeline consumed, when `due` (its poll interval
-    /// passed) or `force`d (the log is full). True when the pipeline's position moved.
+    /// Local mode: release what the local pipeline consumed, once the poll interval has
+    /// passed or at once when `force`d (the log is full). True when the pipeline's position
+    /// moved.
     fn release_consumed(&mut self, force: bool) -> bool {
         let Some(local) = self.local.as_mut() else {
             return false;
