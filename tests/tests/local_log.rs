@@ -146,11 +146,19 @@ async fn the_local_pipeline_releases_the_log_so_it_never_fills() {
         "{released} of {written_bytes} bytes released"
     );
     assert!(max_on_disk <= CAP);
-    let segments = segment_files(&log);
-    assert!(
-        segments.first().is_some_and(|&s| s > 1) && segments.len() <= (CAP / 8192) as usize,
-        "consumed segments are deleted: {segments:?}"
-    );
+    // Once the pipeline's checkpoint covers everything, all that is left is the segment it
+    // resumes in and the open one.
+    eventually(
+        "consumed segments deleted down to the last two",
+        Duration::from_secs(15),
+        || {
+            let segments = segment_files(&log);
+            async move {
+                (segments.len() <= 2 && segments.first().is_some_and(|&s| s > 1)).then_some(())
+            }
+        },
+    )
+    .await;
     assert!(log.join(LOCAL_CONSUMER_POSITION_FILE).exists());
 
     pipeline.signal("TERM");
