@@ -8,8 +8,10 @@
 //! ```
 //!
 //! Writers only ever append to a segment they created; a restarted writer starts a new
-//! segment. A torn frame (crash mid-write) can therefore only be the tail of a segment; readers
-//! treat it as that segment's end. A reader's progress is a [`Position`] that it persists
+//! segment. A write that fails part-way (a full disk, an I/O error) is cut back to the last
+//! whole frame, or, when even that fails, the writer moves on to a new segment. A torn frame
+//! (crash mid-write, or an uncuttable failed write) can therefore only be the tail of a
+//! segment; readers treat it as that segment's end. A reader's progress is a [`Position`] that it persists
 //! atomically (write to a temporary file, fsync, rename) with [`save_position`].
 
 use std::fs::{self, File, OpenOptions};
@@ -47,6 +49,11 @@ impl std::str::FromStr for FsyncPolicy {
         }
     }
 }
+
+/// The local pipeline's durable checkpoint as a position in the log, kept in the log's
+/// directory: every frame before it is in a durable file of the lake and saved as such in the
+/// pipeline's checkpoint. The gateway (local mode) deletes the segments wholly before it.
+pub const LOCAL_CONSUMER_POSITION_FILE: &str = "pipeline.pos";
 
 /// A reader's place: the next frame to read is at `offset` in segment `segment`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -111,10 +118,53 @@ pub fn disk_usage(dir: &Path) -> io::Result<u64> {
     Ok(total)
 }
 
-pub struct SegmentWriter {
+/// The file a [`SegmentWriter`] appends to: a real [`File`] in append mode, or a test's
+/// file that fails the way a full or broken disk does.
+pub trait SegmentFile: Write {
+    /// Cut the file back to `len` bytes (drop a torn frame).
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Bytes in the file.
+    fn size(&self) -> io::Result<u64>;
+}
+
+impl SegmentFile for File {
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(len)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+    fn size(&self) -> io::Result<u64> {
+        self.metadata().map(|m| m.len())
+    }
+}
+
+/// Creates segment files. Listing, reading and deleting segments always use the real file
+/// system; only appends go through [`SegmentFile`].
+pub trait SegmentFs {
+    type File: SegmentFile;
+    /// Create `path`, failing if it exists, opened for appending.
+    fn create_new(&self, path: &Path) -> io::Result<Self::File>;
+}
+
+/// The real file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiskFs;
+
+impl SegmentFs for DiskFs {
+    type File = File;
+    fn create_new(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new().create_new(true).append(true).open(path)
+    }
+}
+
+pub struct SegmentWriter<S: SegmentFs = DiskFs> {
+    fs: S,
     dir: PathBuf,
-    file: File,
+    file: S::File,
     id: u64,
+    /// Bytes of whole frames in the open segment: where the next frame goes.
     len: u64,
     max_segment_bytes: u64,
     cap_bytes: u64,
@@ -122,11 +172,30 @@ pub struct SegmentWriter {
     fsync: FsyncPolicy,
     last_sync: Instant,
     dirty: bool,
+    /// The open segment may end in bytes that are not a whole frame (a failed write could
+    /// not be cut off): the next append starts a new segment.
+    broken: bool,
+    /// One frame being written, reused so that an append allocates only when a frame is
+    /// larger than every earlier one.
+    frame: Vec<u8>,
 }
 
 impl SegmentWriter {
     /// Open `dir` for appending: a new segment after any existing ones.
     pub fn open(
+        dir: &Path,
+        max_segment_bytes: u64,
+        cap_bytes: u64,
+        fsync: FsyncPolicy,
+    ) -> Result<Self, SegmentError> {
+        Self::open_with(DiskFs, dir, max_segment_bytes, cap_bytes, fsync)
+    }
+}
+
+impl<S: SegmentFs> SegmentWriter<S> {
+    /// [`SegmentWriter::open`] with segment files created by `fs`.
+    pub fn open_with(
+        fs: S,
         dir: &Path,
         max_segment_bytes: u64,
         cap_bytes: u64,
@@ -139,8 +208,9 @@ impl SegmentWriter {
         fs::create_dir_all(dir).map_err(err)?;
         let next = list_segments(dir).map_err(err)?.last().map_or(1, |l| l + 1);
         let used = disk_usage(dir).map_err(err)?;
-        let (file, len) = Self::create(dir, next).map_err(err)?;
+        let (file, len) = Self::create(&fs, dir, next).map_err(err)?;
         Ok(SegmentWriter {
+            fs,
             dir: dir.to_path_buf(),
             file,
             id: next,
@@ -151,29 +221,40 @@ impl SegmentWriter {
             fsync,
             last_sync: Instant::now(),
             dirty: false,
+            broken: false,
+            frame: Vec::new(),
         })
     }
 
-    fn create(dir: &Path, id: u64) -> io::Result<(File, u64)> {
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(segment_path(dir, id))?;
-        f.write_all(SEGMENT_MAGIC)?;
+    fn create(fs: &S, dir: &Path, id: u64) -> io::Result<(S::File, u64)> {
+        let path = segment_path(dir, id);
+        let mut f = fs.create_new(&path)?;
         // Make the new file's directory entry durable too.
-        File::open(dir)?.sync_all()?;
+        let header = f
+            .write_all(SEGMENT_MAGIC)
+            .and_then(|()| File::open(dir)?.sync_all());
+        if let Err(e) = header {
+            // Leave no half-made segment behind: the next roll creates this id again.
+            drop(f);
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
         Ok((f, SEGMENT_MAGIC.len() as u64))
     }
 
     /// Append one frame. Fails with [`SegmentError::Full`] when the cap would be exceeded;
     /// the caller decides what to drop and counts it.
+    ///
+    /// A frame that fails to be written (or fsynced) is not in the log: its bytes are cut
+    /// off again, so frames appended later stay readable. When the cut itself fails, the
+    /// next append starts a new segment and readers see the leftover as that segment's end.
     pub fn append(&mut self, payload: &[u8]) -> Result<Position, SegmentError> {
         if payload.len() > MAX_FRAME_BYTES as usize {
             return Err(SegmentError::FrameTooLarge(payload.len()));
         }
         let frame = FRAME_HEADER + payload.len() as u64;
-        let rolls =
-            self.len + frame > self.max_segment_bytes && self.len > SEGMENT_MAGIC.len() as u64;
+        let rolls = self.broken
+            || (self.len + frame > self.max_segment_bytes && self.len > SEGMENT_MAGIC.len() as u64);
         // A roll starts a new file with its header: that counts against the cap too.
         let header = if rolls { SEGMENT_MAGIC.len() as u64 } else { 0 };
         if self.used_bytes + header + frame > self.cap_bytes {
@@ -191,35 +272,66 @@ impl SegmentWriter {
             segment: self.id,
             offset: self.len,
         };
-        let mut buf = Vec::with_capacity(frame as usize);
-        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-        buf.extend_from_slice(payload);
-        self.file
-            .write_all(&buf)
-            .map_err(|e| io_err(&self.dir, e))?;
+        self.frame.clear();
+        self.frame
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.frame
+            .extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+        self.frame.extend_from_slice(payload);
+        if let Err(e) = self.file.write_all(&self.frame) {
+            self.cut_back();
+            return Err(io_err(&self.dir, e));
+        }
+        self.dirty = true;
+        let synced = match self.fsync {
+            FsyncPolicy::Always => self.sync(),
+            FsyncPolicy::Interval(d) if self.last_sync.elapsed() >= d => self.sync(),
+            _ => Ok(()),
+        };
+        if let Err(e) = synced {
+            // After a failed fsync the kernel may have dropped dirty pages of this file: the
+            // frame is reported as not written, and later frames go to a new segment.
+            self.cut_back();
+            self.broken = true;
+            return Err(io_err(&self.dir, e));
+        }
         self.len += frame;
         self.used_bytes += frame;
-        self.dirty = true;
-        match self.fsync {
-            FsyncPolicy::Always => self.sync().map_err(|e| io_err(&self.dir, e))?,
-            FsyncPolicy::Interval(d) if self.last_sync.elapsed() >= d => {
-                self.sync().map_err(|e| io_err(&self.dir, e))?
-            }
-            _ => {}
-        }
         Ok(pos)
+    }
+
+    /// A frame failed part-way: cut the segment back to its last whole frame, or, when that
+    /// fails too, count what is left on disk and start a new segment on the next append.
+    fn cut_back(&mut self) {
+        if self.file.truncate(self.len).is_ok() {
+            return;
+        }
+        self.broken = true;
+        // The leftover bytes stay on disk until the segment is released: count them.
+        let leftover = self
+            .file
+            .size()
+            .map_or(self.frame.len() as u64, |n| n.saturating_sub(self.len));
+        self.used_bytes += leftover;
     }
 
     fn roll(&mut self) -> io::Result<()> {
         if self.fsync != FsyncPolicy::Never {
-            self.sync()?;
+            // A segment whose write failed may fail its fsync too; its whole frames are
+            // counted as written already, and a new file is what matters now.
+            if let Err(e) = self.sync() {
+                if !self.broken {
+                    return Err(e);
+                }
+            }
         }
-        let (file, len) = Self::create(&self.dir, self.id + 1)?;
+        let (file, len) = Self::create(&self.fs, &self.dir, self.id + 1)?;
         self.file = file;
         self.id += 1;
         self.len = len;
         self.used_bytes += len;
+        self.broken = false;
+        self.dirty = false;
         Ok(())
     }
 
@@ -245,18 +357,24 @@ impl SegmentWriter {
     }
 
     /// Delete whole segments before `pos.segment` (fully consumed), never the open one.
+    /// Returns the bytes freed; what was deleted before an error is accounted for too.
     pub fn release_before(&mut self, pos: Position) -> io::Result<u64> {
         let mut freed = 0;
+        let mut result = Ok(());
         for id in list_segments(&self.dir)? {
             if id >= pos.segment || id >= self.id {
                 break;
             }
             let p = segment_path(&self.dir, id);
-            freed += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(p)?;
+            let len = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            if let Err(e) = fs::remove_file(p) {
+                result = Err(e);
+                break;
+            }
+            freed += len;
         }
         self.used_bytes = self.used_bytes.saturating_sub(freed);
-        Ok(freed)
+        result.map(|()| freed)
     }
 }
 
@@ -553,6 +671,210 @@ mod tests {
             assert!(on_disk <= cap, "frames of {size}: {on_disk} bytes on disk");
             assert_eq!(on_disk, w.used_bytes(), "frames of {size}");
         }
+    }
+
+    /// A disk that can fill up (a write takes what still fits, then fails with ENOSPC),
+    /// refuse to truncate, or fail fsync. Files are real; only appends are intercepted.
+    #[derive(Default)]
+    struct Disk {
+        free: Option<u64>,
+        fail_truncate: bool,
+        fail_sync: bool,
+    }
+
+    #[derive(Clone, Default)]
+    struct FaultyFs(std::sync::Arc<std::sync::Mutex<Disk>>);
+
+    struct FaultyFile {
+        inner: File,
+        disk: std::sync::Arc<std::sync::Mutex<Disk>>,
+    }
+
+    const ENOSPC: i32 = 28;
+
+    impl Write for FaultyFile {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut d = self.disk.lock().unwrap();
+            let n = match d.free {
+                None => buf.len(),
+                Some(0) => return Err(io::Error::from_raw_os_error(ENOSPC)),
+                Some(free) => buf.len().min(free as usize),
+            };
+            let n = self.inner.write(&buf[..n])?;
+            if let Some(free) = d.free.as_mut() {
+                *free -= n as u64;
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.inner.flush()
+        }
+    }
+
+    impl SegmentFile for FaultyFile {
+        fn truncate(&mut self, len: u64) -> io::Result<()> {
+            if self.disk.lock().unwrap().fail_truncate {
+                return Err(io::Error::other("injected truncate failure"));
+            }
+            self.inner.set_len(len)
+        }
+        fn sync_data(&mut self) -> io::Result<()> {
+            if self.disk.lock().unwrap().fail_sync {
+                return Err(io::Error::from_raw_os_error(5)); // EIO
+            }
+            self.inner.sync_data()
+        }
+        fn size(&self) -> io::Result<u64> {
+            self.inner.size()
+        }
+    }
+
+    impl SegmentFs for FaultyFs {
+        type File = FaultyFile;
+        fn create_new(&self, path: &Path) -> io::Result<FaultyFile> {
+            Ok(FaultyFile {
+                inner: DiskFs.create_new(path)?,
+                disk: self.0.clone(),
+            })
+        }
+    }
+
+    impl FaultyFs {
+        fn set(&self, f: impl FnOnce(&mut Disk)) {
+            f(&mut self.0.lock().unwrap())
+        }
+    }
+
+    #[test]
+    fn a_torn_write_is_cut_off_and_later_frames_stay_readable() {
+        let d = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::default();
+        let mut w =
+            SegmentWriter::open_with(fs.clone(), d.path(), 1 << 20, 1 << 20, FsyncPolicy::Never)
+                .unwrap();
+        w.append(b"one").unwrap();
+        w.append(b"two").unwrap();
+        // The disk fills after 5 bytes of the next frame's header.
+        fs.set(|d| d.free = Some(5));
+        assert!(matches!(
+            w.append(b"three, torn"),
+            Err(SegmentError::Io { .. })
+        ));
+        assert_eq!(disk_usage(d.path()).unwrap(), w.used_bytes());
+        // Space comes back.
+        fs.set(|d| d.free = None);
+        let four = w.append(b"four").unwrap();
+        w.append(b"five").unwrap();
+        assert_eq!(
+            four.segment, 1,
+            "the same segment, cut back to its last frame"
+        );
+        let mut r = SegmentReader::new(d.path(), Position::default());
+        assert_eq!(
+            payloads(&mut r),
+            vec![
+                b"one".to_vec(),
+                b"two".to_vec(),
+                b"four".to_vec(),
+                b"five".to_vec()
+            ]
+        );
+        assert_eq!(r.skipped_tails, 0);
+        assert_eq!(disk_usage(d.path()).unwrap(), w.used_bytes());
+    }
+
+    #[test]
+    fn a_filling_disk_loses_exactly_the_refused_frames() {
+        let d = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::default();
+        let mut w =
+            SegmentWriter::open_with(fs.clone(), d.path(), 4096, 1 << 30, FsyncPolicy::Never)
+                .unwrap();
+        // xorshift64: a fixed, dependency-free sequence of sizes.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut acked = Vec::new();
+        let mut refused = 0;
+        for i in 0..400u32 {
+            // Every 20 frames the disk gets a little room, often less than a frame.
+            if i % 20 == 0 {
+                let free = next(2000);
+                fs.set(|d| d.free = Some(free));
+            }
+            let p = vec![i as u8; 1 + next(300) as usize];
+            match w.append(&p) {
+                Ok(_) => acked.push(p),
+                Err(SegmentError::Io { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+            assert_eq!(disk_usage(d.path()).unwrap(), w.used_bytes(), "frame {i}");
+        }
+        assert!(refused > 100 && acked.len() > 50, "{refused} refused");
+        let mut r = SegmentReader::new(d.path(), Position::default());
+        let read = payloads(&mut r);
+        let lens = |v: &[Vec<u8>]| v.iter().map(|p| (p[0], p.len())).collect::<Vec<_>>();
+        assert_eq!(
+            lens(&read),
+            lens(&acked),
+            "every acknowledged frame (first byte, length), in order"
+        );
+        assert!(read == acked);
+        assert_eq!(r.skipped_tails, 0);
+    }
+
+    #[test]
+    fn when_the_cut_fails_the_next_frame_starts_a_new_segment() {
+        let d = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::default();
+        let mut w =
+            SegmentWriter::open_with(fs.clone(), d.path(), 1 << 20, 1 << 20, FsyncPolicy::Never)
+                .unwrap();
+        w.append(b"one").unwrap();
+        w.append(b"two").unwrap();
+        fs.set(|d| {
+            d.free = Some(5);
+            d.fail_truncate = true;
+        });
+        assert!(w.append(b"three, torn").is_err());
+        assert_eq!(
+            disk_usage(d.path()).unwrap(),
+            w.used_bytes(),
+            "leftover counted"
+        );
+        fs.set(|d| d.free = None);
+        let four = w.append(b"four").unwrap();
+        assert_eq!(four.segment, 2);
+        let mut r = SegmentReader::new(d.path(), Position::default());
+        assert_eq!(
+            payloads(&mut r),
+            vec![b"one".to_vec(), b"two".to_vec(), b"four".to_vec()]
+        );
+        assert_eq!(r.skipped_tails, 1, "the leftover ends segment 1");
+        assert_eq!(disk_usage(d.path()).unwrap(), w.used_bytes());
+    }
+
+    #[test]
+    fn a_failed_fsync_drops_the_frame_and_moves_to_a_new_segment() {
+        let d = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::default();
+        let mut w =
+            SegmentWriter::open_with(fs.clone(), d.path(), 1 << 20, 1 << 20, FsyncPolicy::Always)
+                .unwrap();
+        w.append(b"one").unwrap();
+        fs.set(|d| d.fail_sync = true);
+        assert!(w.append(b"two, not durable").is_err());
+        fs.set(|d| d.fail_sync = false);
+        let three = w.append(b"three").unwrap();
+        assert_eq!(three.segment, 2);
+        let mut r = SegmentReader::new(d.path(), Position::default());
+        assert_eq!(payloads(&mut r), vec![b"one".to_vec(), b"three".to_vec()]);
+        assert_eq!(r.skipped_tails, 0);
+        assert_eq!(disk_usage(d.path()).unwrap(), w.used_bytes());
     }
 
     #[test]

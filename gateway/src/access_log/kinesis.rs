@@ -108,9 +108,7 @@ pub async fn ship(
         }
         {
             let mut w = lock(&log);
-            if let Err(e) = w.seg.release_before(last) {
-                tracing::warn!(error = %e, "access log: cannot delete shipped segments");
-            }
+            w.release_before(last);
             w.shipped = Some(last);
             w.update_gauges();
             if replay_until <= last {

@@ -18,13 +18,15 @@ pub struct LogMetrics {
     /// Records shipped from the backlog after an outage or restart.
     pub replayed: IntCounter,
     /// Records dropped, by reason (`queue_full`, `log_full`, `too_large`, `io`, `shutdown`).
-    dropped: IntCounterVec,
+    pub(super) dropped: IntCounterVec,
     /// Records in the memory queue.
     pub queued: IntGauge,
     /// Bytes of the segment log on disk (the spool when Kinesis lags).
     pub log_bytes: IntGauge,
     /// Bytes written but not yet acknowledged by Kinesis.
     pub backlog_bytes: IntGauge,
+    /// Bytes of segments deleted once Kinesis (or the local pipeline) made them durable.
+    pub released_bytes: IntCounter,
     /// Kinesis records (aggregates) and user records per aggregate.
     pub aggregates: IntCounter,
     pub aggregate_bytes: IntCounter,
@@ -114,6 +116,10 @@ impl LogMetrics {
             backlog_bytes: g(
                 "accesslog_backlog_bytes",
                 "Bytes written locally and not yet acknowledged by Kinesis.",
+            ),
+            released_bytes: c(
+                "accesslog_released_bytes_total",
+                "Bytes of log segments deleted after Kinesis or the local pipeline made them durable.",
             ),
             aggregates: c(
                 "accesslog_kinesis_records_total",

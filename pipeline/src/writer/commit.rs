@@ -78,6 +78,12 @@ impl Progress {
         self.ckpt.resume.as_ref()
     }
 
+    /// `resume` as last saved: every record before it is in a durable file, and the
+    /// checkpoint saying so is durable too.
+    pub fn saved_resume(&self) -> Option<&Pos> {
+        self.saved_resume.as_ref()
+    }
+
     pub fn read_end(&self) -> Option<&Pos> {
         self.read_end.as_ref()
     }

@@ -149,6 +149,12 @@ impl ShardWriter {
         self.progress.resume()
     }
 
+    /// Like [`ShardWriter::resume`], but only as far as the saved checkpoint: what a
+    /// restart would resume from. Safe to delete input before it.
+    pub fn durable_resume(&self) -> Option<&Pos> {
+        self.progress.saved_resume()
+    }
+
     pub fn ended(&self) -> bool {
         self.progress.checkpoint().ended
     }
