@@ -112,6 +112,12 @@ impl Gateway {
         let trace_id = access_log::record::trace_id(req.headers.get("traceparent"));
         let host = host_only(request_host(session));
         let query = filter_query(req.uri.query(), &policy.access_log.query_params);
+        // The path the route matched (canonical), without what identifies a user or session.
+        let path = access_log::record::redact_path(
+            ctx.canonical_path.as_deref().unwrap_or(req.uri.path()),
+            &policy.access_log.mask_paths,
+        );
+        let referer = referer(req.headers.get(http::header::REFERER));
         log.emit(&AccessLogRecordRef {
             record_version: RECORD_VERSION,
             event_time: ctx.event_time_ms,
@@ -122,7 +128,7 @@ impl Gateway {
             method: req.method.as_str(),
             scheme: if tls.is_some() { "https" } else { "http" },
             host: &host,
-            path: access_log::record::truncate(req.uri.path(), 2048),
+            path: access_log::record::truncate(&path, 2048),
             query: query.as_deref(),
             http_version: access_log::record::http_version(req.version),
             status: i32::from(status),
@@ -149,7 +155,7 @@ impl Gateway {
             tls_version: tls.map(|t| &*t.version),
             tls_cipher: tls.map(|t| &*t.cipher),
             user_agent: header_text(req.headers.get(http::header::USER_AGENT)),
-            referer: referer(req.headers.get(http::header::REFERER)),
+            referer: referer.as_deref(),
             policy_version: &policy.version,
             gateway_instance: &self.records.instance,
         });

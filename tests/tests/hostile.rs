@@ -289,3 +289,26 @@ async fn identity_headers_cannot_be_spoofed() {
     let r = record(&gw, "xff-lines").await;
     assert_eq!(r.client_ip, "203.0.113.9");
 }
+
+#[tokio::test]
+async fn secrets_in_urls_do_not_reach_the_record() {
+    let a = Origin::start("a").await;
+    let clusters = format!("[cluster.a]\nendpoints = [\"{}\"]\n", a.addr);
+    let routes = "[[route]]\nname = \"all\"\ncluster = \"a\"\n";
+    let al = "[access_log]\nquery_params = [\"page\"]\nmask_paths = [\"/reset/{token}\"]\n";
+    let gw = Gateway::start(&[("c.toml", &clusters), ("r.toml", routes), ("al.toml", al)]).await;
+    let (status, _, body) = raw(
+        &gw,
+        "GET /x/../reset/s3cr3t;jsessionid=ABC/confirm?page=2;token=s3cr3t HTTP/1.1\r\n\
+         Host: x.test\r\nReferer: https://alice:hunter2@app.example/from?code=s3cr3t\r\n\
+         X-Request-Id: redact-1",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let r = record(&gw, "redact-1").await;
+    assert_eq!(r.path, "/reset/{token}/confirm");
+    assert_eq!(r.query.as_deref(), Some("page=2"));
+    assert_eq!(r.referer.as_deref(), Some("https://app.example/from"));
+    let bytes = format!("{r:?}");
+    assert!(!bytes.contains("s3cr3t") && !bytes.contains("hunter2") && !bytes.contains("ABC"));
+}

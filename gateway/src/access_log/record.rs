@@ -21,8 +21,10 @@ pub fn filter_query(query: Option<&str>, allow: &[String]) -> Option<String> {
     if allow.is_empty() {
         return None;
     }
+    // `;` separates parameters too (HTML 4 forms, Java servlets): a token must not hide
+    // behind it (`page=1;token=x`).
     let kept: Vec<&str> = q
-        .split('&')
+        .split(['&', ';'])
         .filter(|kv| {
             let name = kv.split('=').next().unwrap_or("");
             allow.iter().any(|a| a == name)
@@ -49,11 +51,48 @@ pub fn header_text(v: Option<&http::HeaderValue>) -> Option<&str> {
     (!s.is_empty()).then(|| truncate(s, MAX_HEADER_VALUE))
 }
 
-/// Referer without its query string or fragment (they carry tokens as often as URLs do).
-pub fn referer(v: Option<&http::HeaderValue>) -> Option<&str> {
+/// Referer without user-info, query string or fragment (they carry credentials and tokens
+/// as often as URLs do).
+pub fn referer(v: Option<&http::HeaderValue>) -> Option<Cow<'_, str>> {
     let s = header_text(v)?;
     let end = s.find(['?', '#']).unwrap_or(s.len());
-    Some(&s[..end])
+    let s = &s[..end];
+    // `scheme://user:pass@host/…` → `scheme://host/…`
+    if let Some(scheme_end) = s.find("://") {
+        let auth_start = scheme_end + 3;
+        let auth_end = s[auth_start..]
+            .find('/')
+            .map_or(s.len(), |i| auth_start + i);
+        if let Some(at) = s[auth_start..auth_end].rfind('@') {
+            return Some(Cow::Owned(format!(
+                "{}{}",
+                &s[..auth_start],
+                &s[auth_start + at + 1..]
+            )));
+        }
+    }
+    Some(Cow::Borrowed(s))
+}
+
+/// The path as recorded: without path parameters (`/app;jsessionid=x/y` → `/app/y`, they
+/// carry session ids), then with the first matching `mask_paths` pattern applied.
+pub fn redact_path<'a>(path: &'a str, masks: &[super::policy::PathMask]) -> Cow<'a, str> {
+    let path: Cow<'a, str> = if path.contains(';') {
+        Cow::Owned(
+            path.split('/')
+                .map(|seg| seg.split(';').next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("/"),
+        )
+    } else {
+        Cow::Borrowed(path)
+    };
+    for m in masks {
+        if let Some(masked) = m.apply(&path) {
+            return Cow::Owned(masked);
+        }
+    }
+    path
 }
 
 /// Lower-case, borrowing when there is nothing to change.
@@ -121,12 +160,38 @@ mod tests {
         assert_eq!(filter_query(None, &allow), None);
         // A parameter whose name merely starts with an allowed one is not kept.
         assert_eq!(filter_query(Some("pagetoken=s3cr3t"), &allow), None);
+        // `;` separates parameters too: a token cannot ride along behind an allowed one.
+        assert_eq!(
+            filter_query(Some("page=1;token=abc&limit=5"), &allow).as_deref(),
+            Some("page=1&limit=5")
+        );
+    }
+
+    #[test]
+    fn recorded_paths_lose_path_parameters_and_masked_segments() {
+        use crate::access_log::policy::PathMask;
+        let masks = [PathMask::parse("/reset/{token}").unwrap()];
+        assert_eq!(redact_path("/a/b", &masks), "/a/b");
+        assert!(matches!(redact_path("/a/b", &masks), Cow::Borrowed(_)));
+        assert_eq!(
+            redact_path("/app;jsessionid=ABC123/cart;v=2", &masks),
+            "/app/cart"
+        );
+        assert_eq!(redact_path("/reset/s3cr3t", &masks), "/reset/{token}");
+        assert_eq!(
+            redact_path("/reset/s3cr3t;jsessionid=x/confirm", &masks),
+            "/reset/{token}/confirm"
+        );
     }
 
     #[test]
     fn referer_loses_its_query_and_values_are_bounded() {
         let r = HeaderValue::from_static("https://a.example/cb?code=secret#frag");
-        assert_eq!(referer(Some(&r)), Some("https://a.example/cb"));
+        assert_eq!(referer(Some(&r)).as_deref(), Some("https://a.example/cb"));
+        let r = HeaderValue::from_static("https://alice:hunter2@a.example/x?y");
+        assert_eq!(referer(Some(&r)).as_deref(), Some("https://a.example/x"));
+        let r = HeaderValue::from_static("https://a.example/p@th");
+        assert_eq!(referer(Some(&r)).as_deref(), Some("https://a.example/p@th"));
         let long = HeaderValue::from_str(&"é".repeat(400)).unwrap_or(HeaderValue::from_static("x"));
         assert!(header_text(Some(&long)).map_or(0, |s| s.len()) <= MAX_HEADER_VALUE);
         assert_eq!(truncate("ééé", 3), "é");
