@@ -150,6 +150,14 @@ impl Gateway {
             async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
         })
         .await;
+        // Pingora starts each service on its own thread: the admin listener answering does
+        // not mean the proxy listeners are bound yet.
+        for addr in [gw.http, gw.https] {
+            eventually("proxy listener", Duration::from_secs(20), || async move {
+                tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
+            })
+            .await;
+        }
         gw
     }
 
