@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -179,7 +180,7 @@ impl Shared {
     }
 
     async fn reload_inner(&self) -> Result<ReloadOutcome, PolicyErrors> {
-        let snapshot = read_policy(&self.policy_dir).await?;
+        let snapshot = read_stable(&self.policy_dir, STABLE_WINDOW).await?;
         let current = self.current.load_full();
         if snapshot.version == current.policy.version {
             return Ok(ReloadOutcome::Unchanged(snapshot.version.to_string()));
@@ -208,6 +209,41 @@ impl Shared {
         self.metrics.set_policy_version(&version);
         Ok(ReloadOutcome::Applied(version))
     }
+}
+
+/// How long the policy files must stay the same before a reload applies them.
+pub const STABLE_WINDOW: Duration = Duration::from_millis(100);
+/// Reads before a reload gives up on files that keep changing.
+const MAX_STABLE_READS: usize = 30;
+
+/// An editor or a deploy tool may save a file in several writes, and a half-written file can
+/// still parse (a route list cut after a whole route). A reload applies only what two reads,
+/// `window` apart, agree on: the same content (same version) or the same errors.
+async fn read_stable(dir: &Path, window: Duration) -> Result<Snapshot, PolicyErrors> {
+    let mut previous = read_policy(dir).await;
+    for _ in 0..MAX_STABLE_READS {
+        tokio::time::sleep(window).await;
+        let current = read_policy(dir).await;
+        let stable = match (&previous, &current) {
+            (Ok(a), Ok(b)) => a.version == b.version,
+            (Err(a), Err(b)) => a.0 == b.0,
+            _ => false,
+        };
+        if stable {
+            return current;
+        }
+        previous = current;
+    }
+    Err(PolicyErrors(vec![policy::PolicyError {
+        file: dir.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: "-".into(),
+        message: format!(
+            "the policy files kept changing for {:?}; not reloaded (the next change triggers another attempt)",
+            window * MAX_STABLE_READS as u32
+        ),
+    }]))
 }
 
 /// Read, parse and validate off the async threads (file reads, parsing).
@@ -313,6 +349,45 @@ mod tests {
             shared.reload().await,
             Ok(ReloadOutcome::Unchanged(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_file_still_being_written_is_not_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "clusters.toml", CLUSTERS);
+        write(
+            dir.path(),
+            "routes.toml",
+            "[[route]]\nname = \"a\"\ncluster = \"api\"\n",
+        );
+        let window = Duration::from_millis(40);
+        // A writer that saves a new, valid version every 5 ms for a while (each one a
+        // different content), then the final one. Reading starts once it has begun.
+        let path = dir.path().to_path_buf();
+        let (started, begun) = tokio::sync::oneshot::channel();
+        let writer = tokio::spawn(async move {
+            let mut started = Some(started);
+            for i in 0..60 {
+                let text = format!("# save {i}\n[[route]]\nname = \"a\"\ncluster = \"api\"\n");
+                tokio::fs::write(path.join("routes.toml"), text)
+                    .await
+                    .unwrap();
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let last = "[[route]]\nname = \"final\"\ncluster = \"other\"\n";
+            tokio::fs::write(path.join("routes.toml"), last)
+                .await
+                .unwrap();
+        });
+        begun.await.unwrap();
+        // One read would see one of the intermediate saves; the stable read waits them out.
+        let applied = read_stable(dir.path(), window).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(applied.routes[0].name.as_ref(), "final");
+        assert_eq!(applied.routes[0].cluster.as_ref(), "other");
     }
 
     #[tokio::test]
