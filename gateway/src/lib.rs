@@ -36,6 +36,7 @@ pub mod reject;
 pub mod reload;
 pub mod request_id;
 pub mod route;
+pub mod run_dir;
 pub mod state;
 pub mod tls;
 pub mod upstream;

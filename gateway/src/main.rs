@@ -89,16 +89,15 @@ struct RunArgs {
     /// Take over the listeners of a running gateway (zero-downtime upgrade; see README).
     #[arg(long)]
     upgrade: bool,
-    /// Unix socket used to hand listeners to the next process on upgrade.
-    #[arg(
-        long,
-        env = "GATEWAY_UPGRADE_SOCK",
-        default_value = "/tmp/edgeway_upgrade.sock"
-    )]
-    upgrade_sock: String,
-    /// PID file (used by the upgrade procedure).
-    #[arg(long, env = "GATEWAY_PID_FILE", default_value = "/tmp/edgeway.pid")]
-    pid_file: String,
+    /// Unix socket used to hand listeners to the next process on upgrade. Default:
+    /// `upgrade.sock` in a private directory (0700): `$XDG_RUNTIME_DIR/edgeway`, else `run/`
+    /// beside `--access-log-dir`. A path in a world-writable directory is refused.
+    #[arg(long, env = "GATEWAY_UPGRADE_SOCK")]
+    upgrade_sock: Option<PathBuf>,
+    /// PID file, written by the gateway at start and removed at exit (the upgrade procedure
+    /// reads it). Default: `gateway.pid` in the same private directory.
+    #[arg(long, env = "GATEWAY_PID_FILE")]
+    pid_file: Option<PathBuf>,
 }
 
 /// Access-log sink settings.
@@ -280,13 +279,35 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ))
     };
 
+    // The upgrade socket can take over our listeners: keep it (and the pid file) private.
+    let private = gateway::run_dir::default_dir(
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .as_deref(),
+        &args.access_log.access_log_dir,
+    );
+    let in_private = |name: &str| -> anyhow::Result<PathBuf> {
+        gateway::run_dir::ensure_private(&private)?;
+        Ok(private.join(name))
+    };
+    let upgrade_sock = match &args.upgrade_sock {
+        Some(p) => p.clone(),
+        None => in_private("upgrade.sock")?,
+    };
+    let pid_path = match &args.pid_file {
+        Some(p) => p.clone(),
+        None => in_private("gateway.pid")?,
+    };
+    gateway::run_dir::check_not_world_writable(&upgrade_sock)?;
+    gateway::run_dir::check_not_world_writable(&pid_path)?;
+
     let conf = ServerConf {
         threads: args.threads.max(1),
         work_stealing: true,
         grace_period_seconds: Some(args.grace_seconds),
         graceful_shutdown_timeout_seconds: Some(args.grace_seconds.max(1)),
-        upgrade_sock: args.upgrade_sock.clone(),
-        pid_file: args.pid_file.clone(),
+        upgrade_sock: upgrade_sock.to_string_lossy().into_owned(),
+        pid_file: pid_path.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -295,6 +316,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
+    // After bootstrap: on `--upgrade` the listeners have been handed over by now, and this
+    // process is the one to signal.
+    let _pid_file = gateway::run_dir::PidFile::write(&pid_path)?;
+    tracing::info!(pid_file = %pid_path.display(), upgrade_sock = %upgrade_sock.display(), "process files");
 
     let instance = instance_id(args.access_log.instance_id.clone());
     let al = &args.access_log;
