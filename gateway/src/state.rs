@@ -220,30 +220,47 @@ const MAX_STABLE_READS: usize = 30;
 /// still parse (a route list cut after a whole route). A reload applies only what two reads,
 /// `window` apart, agree on: the same content (same version) or the same errors.
 async fn read_stable(dir: &Path, window: Duration) -> Result<Snapshot, PolicyErrors> {
-    let mut previous = read_policy(dir).await;
+    stable_read(|| read_policy(dir), window)
+        .await
+        .unwrap_or_else(|| {
+            Err(PolicyErrors(vec![policy::PolicyError {
+                file: dir.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: "-".into(),
+                message: format!(
+                    "the policy files kept changing for {:?}; not reloaded (the next change triggers another attempt)",
+                    window * MAX_STABLE_READS as u32
+                ),
+            }]))
+        })
+}
+
+/// The result of `read` once two consecutive reads, `window` apart, agree; `None` when they
+/// never do within [`MAX_STABLE_READS`].
+async fn stable_read<F, Fut>(
+    mut read: F,
+    window: Duration,
+) -> Option<Result<Snapshot, PolicyErrors>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Snapshot, PolicyErrors>>,
+{
+    let mut previous = read().await;
     for _ in 0..MAX_STABLE_READS {
         tokio::time::sleep(window).await;
-        let current = read_policy(dir).await;
+        let current = read().await;
         let stable = match (&previous, &current) {
             (Ok(a), Ok(b)) => a.version == b.version,
             (Err(a), Err(b)) => a.0 == b.0,
             _ => false,
         };
         if stable {
-            return current;
+            return Some(current);
         }
         previous = current;
     }
-    Err(PolicyErrors(vec![policy::PolicyError {
-        file: dir.to_path_buf(),
-        line: 0,
-        column: 0,
-        field: "-".into(),
-        message: format!(
-            "the policy files kept changing for {:?}; not reloaded (the next change triggers another attempt)",
-            window * MAX_STABLE_READS as u32
-        ),
-    }]))
+    None
 }
 
 /// Read, parse and validate off the async threads (file reads, parsing).
@@ -351,43 +368,62 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn a_file_still_being_written_is_not_applied() {
+    /// A reader over scripted directory states, as a file being saved in several writes
+    /// would show them: each call returns the next state (the last one repeats).
+    fn scripted(
+        states: Vec<tempfile::TempDir>,
+    ) -> impl FnMut() -> std::future::Ready<Result<Snapshot, PolicyErrors>> {
+        let mut calls = 0;
+        move || {
+            let dir = &states[calls.min(states.len() - 1)];
+            calls += 1;
+            std::future::ready(policy::load_dir(dir.path()))
+        }
+    }
+
+    fn state(routes: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "clusters.toml", CLUSTERS);
-        write(
-            dir.path(),
-            "routes.toml",
-            "[[route]]\nname = \"a\"\ncluster = \"api\"\n",
+        write(dir.path(), "routes.toml", routes);
+        dir
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_still_being_written_is_not_applied() {
+        let route = |name: &str, cluster: &str| {
+            format!("[[route]]\nname = \"{name}\"\ncluster = \"{cluster}\"\n")
+        };
+        // Half-written but valid (the second route not yet there), then invalid (cut inside
+        // a table), then the whole file, which stays.
+        let whole = format!(
+            "{}[[route]]\nname = \"b\"\npath_prefix = \"/b/\"\ncluster = \"other\"\n",
+            route("a", "api")
         );
-        let window = Duration::from_millis(40);
-        // A writer that saves a new, valid version every 5 ms for a while (each one a
-        // different content), then the final one. Reading starts once it has begun.
-        let path = dir.path().to_path_buf();
-        let (started, begun) = tokio::sync::oneshot::channel();
-        let writer = tokio::spawn(async move {
-            let mut started = Some(started);
-            for i in 0..60 {
-                let text = format!("# save {i}\n[[route]]\nname = \"a\"\ncluster = \"api\"\n");
-                tokio::fs::write(path.join("routes.toml"), text)
-                    .await
-                    .unwrap();
-                if let Some(tx) = started.take() {
-                    let _ = tx.send(());
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            let last = "[[route]]\nname = \"final\"\ncluster = \"other\"\n";
-            tokio::fs::write(path.join("routes.toml"), last)
-                .await
-                .unwrap();
-        });
-        begun.await.unwrap();
-        // One read would see one of the intermediate saves; the stable read waits them out.
-        let applied = read_stable(dir.path(), window).await.unwrap();
-        writer.await.unwrap();
-        assert_eq!(applied.routes[0].name.as_ref(), "final");
-        assert_eq!(applied.routes[0].cluster.as_ref(), "other");
+        let states = vec![
+            state(&route("a", "api")),
+            state("[[route]]\nname = \"a\"\n"),
+            state(&whole),
+        ];
+        let applied = stable_read(scripted(states), STABLE_WINDOW)
+            .await
+            .expect("settles")
+            .expect("valid");
+        let names: Vec<&str> = applied.routes.iter().map(|r| &*r.name).collect();
+        assert_eq!(names, ["a", "b"], "applied a half-written save");
+
+        // Files that never settle are not applied.
+        let states: Vec<_> = (0..=MAX_STABLE_READS + 1)
+            .map(|i| state(&route(&format!("r{i}"), "api")))
+            .collect();
+        assert!(stable_read(scripted(states), STABLE_WINDOW).await.is_none());
+
+        // Errors that stay the same are reported (the last good policy keeps serving).
+        let states = vec![state("[[route]]\nname = \"a\"\ncluster = \"nope\"\n")];
+        let errs = stable_read(scripted(states), STABLE_WINDOW)
+            .await
+            .expect("settles")
+            .unwrap_err();
+        assert!(errs.0[0].message.contains("nope"), "{}", errs.0[0]);
     }
 
     #[tokio::test]
