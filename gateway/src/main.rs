@@ -65,16 +65,17 @@ struct RunArgs {
     /// Admin listen address for /healthz, /readyz and /metrics.
     #[arg(long, env = "GATEWAY_ADMIN", default_value = "127.0.0.1:9180")]
     admin: String,
-    /// PEM certificate chain. Without it, development certificates are generated in
-    /// `--dev-certs`.
+    /// PEM certificate chain. Without it, HTTPS needs `--dev-certs` (or `--https ""`).
     #[arg(long, env = "GATEWAY_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// PEM private key matching `--tls-cert`.
     #[arg(long, env = "GATEWAY_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Where development certificates are generated when no `--tls-cert` is given.
-    #[arg(long, env = "GATEWAY_DEV_CERTS", default_value = "certs/dev")]
-    dev_certs: PathBuf,
+    /// Serve HTTPS with a generated development CA and certificate, kept in this directory
+    /// (never for production). Must be given explicitly: without `--tls-cert` and without
+    /// it, `gateway run` refuses to start an HTTPS listener. `--tls-cert` wins over it.
+    #[arg(long, env = "GATEWAY_DEV_CERTS")]
+    dev_certs: Option<PathBuf>,
     /// Worker threads for the proxy.
     #[arg(long, env = "GATEWAY_THREADS", default_value_t = 1)]
     threads: usize,
@@ -263,10 +264,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let certs = if args.https.is_empty() {
         None
     } else {
-        let (cert, key) = match (&args.tls_cert, &args.tls_key) {
-            (Some(c), Some(k)) => (c.clone(), k.clone()),
-            _ => {
-                let dev = tls::ensure_dev_certs(&args.dev_certs, &[])?;
+        let (cert, key) = match (&args.tls_cert, &args.tls_key, &args.dev_certs) {
+            (Some(c), Some(k), _) => (c.clone(), k.clone()),
+            (_, _, None) => anyhow::bail!(
+                "--https {} needs a certificate: give --tls-cert and --tls-key, or --dev-certs DIR \
+                 for a generated development certificate, or --https \"\" to serve plain HTTP only",
+                args.https
+            ),
+            (_, _, Some(dir)) => {
+                let dev = tls::ensure_dev_certs(dir, &[])?;
                 tracing::warn!(
                     ca = %dev.ca.display(),
                     "no --tls-cert given: serving a generated development certificate"

@@ -76,3 +76,39 @@ fn an_upgrade_socket_in_a_world_writable_directory_is_refused() {
     );
     assert!(!dir.path().join("gateway.pid").exists());
 }
+
+#[test]
+fn https_without_a_certificate_is_refused_unless_dev_certs_are_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("p");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("c.toml"),
+        "[cluster.a]\nendpoints = [\"127.0.0.1:9\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(e2e::bin("gateway"))
+        .current_dir(dir.path())
+        .arg("run")
+        .arg("--policies")
+        .arg(&policies)
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .arg("--access-log-dir")
+        .arg(dir.path().join("log"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs a certificate"), "{err}");
+    assert!(
+        !dir.path().join("certs").exists(),
+        "no development certificate was generated"
+    );
+}
