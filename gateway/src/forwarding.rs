@@ -129,9 +129,9 @@ pub fn client_ip(session: &Session, forwarding: &Forwarding) -> Option<IpAddr> {
 pub fn rewrite_upstream_headers(
     session: &Session,
     forwarding: &Forwarding,
-    host: &str,
     upstream_request: &mut RequestHeader,
 ) -> pingora::Result<()> {
+    let host = crate::route::request_host(session);
     let peer_ip = peer_ip(session);
     let trusted = peer_ip.is_some_and(|ip| forwarding.is_trusted(ip));
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
@@ -154,7 +154,7 @@ pub fn rewrite_upstream_headers(
         if host.is_empty() {
             upstream_request.remove_header(&X_FORWARDED_HOST);
         } else {
-            upstream_request.insert_header(X_FORWARDED_HOST, host.to_string())?;
+            upstream_request.insert_header(X_FORWARDED_HOST, host)?;
         }
     }
     if !trusted {

@@ -282,13 +282,7 @@ impl ProxyHttp for Gateway {
                 upstream_request,
             )?;
         }
-        let host = request_host(session).to_string();
-        forwarding::rewrite_upstream_headers(
-            session,
-            &ctx.rt.policy.forwarding,
-            &host,
-            upstream_request,
-        )
+        forwarding::rewrite_upstream_headers(session, &ctx.rt.policy.forwarding, upstream_request)
     }
 
     async fn response_filter(
@@ -322,7 +316,15 @@ impl ProxyHttp for Gateway {
             // Headers already went out; the client sees a truncated body.
             status = written.status.as_u16();
         } else if status > 0 {
-            let reject = Reject::new(class).status(status);
+            let mut reject = Reject::new(class).status(status);
+            if class == ErrorClass::HttpStatus {
+                // A phase chose this status; its class says nothing more than the status does.
+                let reason = http::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("error");
+                reject = reject.message(reason.to_ascii_lowercase());
+            }
             if let Err(err) = reject.send(session, &ctx.request_id).await {
                 tracing::debug!(error = %err, "could not send error response");
             }

@@ -745,13 +745,17 @@ mod tests {
         }
     }
 
+    /// A writer with 1 MiB segments and cap on a disk the test can fill or break.
+    fn faulty_writer(dir: &Path, fsync: FsyncPolicy) -> (FaultyFs, SegmentWriter<FaultyFs>) {
+        let fs = FaultyFs::default();
+        let w = SegmentWriter::open_with(fs.clone(), dir, 1 << 20, 1 << 20, fsync).unwrap();
+        (fs, w)
+    }
+
     #[test]
     fn a_torn_write_is_cut_off_and_later_frames_stay_readable() {
         let d = tempfile::tempdir().unwrap();
-        let fs = FaultyFs::default();
-        let mut w =
-            SegmentWriter::open_with(fs.clone(), d.path(), 1 << 20, 1 << 20, FsyncPolicy::Never)
-                .unwrap();
+        let (fs, mut w) = faulty_writer(d.path(), FsyncPolicy::Never);
         w.append(b"one").unwrap();
         w.append(b"two").unwrap();
         // The disk fills after 5 bytes of the next frame's header.
@@ -830,10 +834,7 @@ mod tests {
     #[test]
     fn when_the_cut_fails_the_next_frame_starts_a_new_segment() {
         let d = tempfile::tempdir().unwrap();
-        let fs = FaultyFs::default();
-        let mut w =
-            SegmentWriter::open_with(fs.clone(), d.path(), 1 << 20, 1 << 20, FsyncPolicy::Never)
-                .unwrap();
+        let (fs, mut w) = faulty_writer(d.path(), FsyncPolicy::Never);
         w.append(b"one").unwrap();
         w.append(b"two").unwrap();
         fs.set(|d| {
@@ -861,10 +862,7 @@ mod tests {
     #[test]
     fn a_failed_fsync_drops_the_frame_and_moves_to_a_new_segment() {
         let d = tempfile::tempdir().unwrap();
-        let fs = FaultyFs::default();
-        let mut w =
-            SegmentWriter::open_with(fs.clone(), d.path(), 1 << 20, 1 << 20, FsyncPolicy::Always)
-                .unwrap();
+        let (fs, mut w) = faulty_writer(d.path(), FsyncPolicy::Always);
         w.append(b"one").unwrap();
         fs.set(|d| d.fail_sync = true);
         assert!(w.append(b"two, not durable").is_err());

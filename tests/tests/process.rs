@@ -34,78 +34,61 @@ async fn the_pid_file_is_written_at_start_and_removed_at_exit() {
     .await;
 }
 
-#[test]
-fn an_upgrade_socket_in_a_world_writable_directory_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("p");
-    std::fs::create_dir(&policies).unwrap();
+/// `gateway run` in `dir` on a one-cluster policy, with `args` after the common ones; it is
+/// expected to refuse to start.
+fn run_refused(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> String {
+    let policies = dir.join("p");
+    std::fs::create_dir_all(&policies).unwrap();
     std::fs::write(
         policies.join("c.toml"),
         "[cluster.a]\nendpoints = [\"127.0.0.1:9\"]\n",
     )
     .unwrap();
-    let open = dir.path().join("open");
-    std::fs::create_dir(&open).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let out = Command::new(e2e::bin("gateway"))
+        .current_dir(dir)
         .arg("run")
         .arg("--policies")
         .arg(&policies)
-        .args([
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "",
-            "--admin",
-            "127.0.0.1:0",
-        ])
+        .args(["--http", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .arg("--access-log-dir")
-        .arg(dir.path().join("log"))
-        .arg("--upgrade-sock")
-        .arg(open.join("upgrade.sock"))
-        .arg("--pid-file")
-        .arg(dir.path().join("gateway.pid"))
+        .arg(dir.join("log"))
+        .args(args)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn an_upgrade_socket_in_a_world_writable_directory_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (sock, pid) = (open.join("upgrade.sock"), dir.path().join("gateway.pid"));
+    let err = run_refused(
+        dir.path(),
+        &[
+            "--https".as_ref(),
+            "".as_ref(),
+            "--upgrade-sock".as_ref(),
+            sock.as_os_str(),
+            "--pid-file".as_ref(),
+            pid.as_os_str(),
+        ],
+    );
     assert!(
         err.contains("upgrade.sock is in a world-writable directory"),
         "{err}"
     );
-    assert!(!dir.path().join("gateway.pid").exists());
+    assert!(!pid.exists());
 }
 
 #[test]
 fn https_without_a_certificate_is_refused_unless_dev_certs_are_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("p");
-    std::fs::create_dir(&policies).unwrap();
-    std::fs::write(
-        policies.join("c.toml"),
-        "[cluster.a]\nendpoints = [\"127.0.0.1:9\"]\n",
-    )
-    .unwrap();
-    let out = Command::new(e2e::bin("gateway"))
-        .current_dir(dir.path())
-        .arg("run")
-        .arg("--policies")
-        .arg(&policies)
-        .args([
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .arg("--access-log-dir")
-        .arg(dir.path().join("log"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_refused(dir.path(), &["--https".as_ref(), "127.0.0.1:0".as_ref()]);
     assert!(err.contains("needs a certificate"), "{err}");
     assert!(
         !dir.path().join("certs").exists(),

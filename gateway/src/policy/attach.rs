@@ -49,10 +49,4 @@ impl Attachments {
             None => Err(format!("`{}` was not loaded", path.display())),
         }
     }
-
-    /// For tests: attach `bytes` as the content of `rel`.
-    #[cfg(test)]
-    pub fn insert(&mut self, base_dir: &Path, rel: &str, bytes: Vec<u8>) {
-        self.files.insert(base_dir.join(rel), Ok(bytes));
-    }
 }

@@ -101,6 +101,10 @@ pub fn request_host(session: &Session) -> &str {
 
 /// The authority of an absolute-form target (`http://host:port/path` → `host:port`).
 fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
+    // Origin-form (`/path`), the form of nearly every request: nothing to scan.
+    if target.first() == Some(&b'/') {
+        return None;
+    }
     let scheme_end = target.windows(3).position(|w| w == b"://")?;
     let scheme = &target[..scheme_end];
     if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {

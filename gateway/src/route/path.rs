@@ -81,11 +81,10 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
             }
             i += 3;
         } else {
-            // Safe: `path` is a `&str` and multi-byte sequences are copied byte by byte in
-            // order, through the char boundary check below.
-            let ch_len = utf8_len(b);
-            decoded.push_str(&path[i..i + ch_len]);
-            i += ch_len;
+            // Copy the run up to the next escape; `%` is ASCII, so this is a char boundary.
+            let next = path[i..].find('%').map_or(path.len(), |p| i + p);
+            decoded.push_str(&path[i..next]);
+            i = next;
         }
     }
     // 2 and 3. Segments.
@@ -109,15 +108,6 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         canonical.push('/');
     }
     Ok(Cow::Owned(canonical))
-}
-
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0xF0..=0xFF => 4,
-        0xE0..=0xEF => 3,
-        0xC0..=0xDF => 2,
-        _ => 1,
-    }
 }
 
 #[cfg(test)]
