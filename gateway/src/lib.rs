@@ -27,6 +27,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod auth;
 pub mod forwarding;
 pub mod host;
 pub mod metrics;

@@ -71,6 +71,8 @@ pub struct Ctx {
     pub canonical_path: Option<String>,
     pub upstream: Attempt,
     pub outcome: Outcomes,
+    /// The verified token's identity, once the auth step has run and accepted one.
+    pub identity: Option<Arc<crate::auth::Identity>>,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -177,6 +179,7 @@ impl ProxyHttp for Gateway {
             canonical_path: None,
             upstream: Attempt::default(),
             outcome: Outcomes::default(),
+            identity: None,
         }
     }
 

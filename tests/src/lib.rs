@@ -5,6 +5,7 @@ pub mod aws;
 pub mod kinesis;
 pub mod origin;
 pub mod pipeline_util;
+pub mod redis;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
