@@ -16,6 +16,7 @@ pub struct Metrics {
     policy_info: IntGaugeVec,
     reloads: IntCounterVec,
     pub upstream_healthy: IntGaugeVec,
+    pub auth: crate::auth::metrics::AuthMetrics,
 }
 
 /// Latency buckets in seconds, 0.5 ms to 10 s.
@@ -99,6 +100,7 @@ impl Metrics {
             reloads.with_label_values(&[r]);
         }
         Metrics {
+            auth: crate::auth::metrics::AuthMetrics::new(&registry),
             registry,
             requests,
             latency,

@@ -21,7 +21,7 @@ use crate::reject::Reject;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::route::{request_host, RoutePlan};
 use crate::state::{Runtime, Shared};
-use crate::{forwarding, route, upstream};
+use crate::{auth, forwarding, route, upstream};
 use edgeway_record::outcome::{
     AuthResult, BreakerState, CacheStatus, ErrorClass, RateLimitDecision,
 };
@@ -203,7 +203,18 @@ impl ProxyHttp for Gateway {
             }
             Err(reject) => return self.reject(session, ctx, reject).await,
         }
-        // Next steps, in order, as the capabilities land: auth → limits → shard.
+        if let Some(plan) = ctx.route.as_ref().and_then(|r| r.auth.clone()) {
+            let mut out = auth::Outcome::default();
+            let verdict = auth::authenticate(&plan, session, &*self.shared.clock, &mut out).await;
+            ctx.outcome.auth = out.result;
+            ctx.outcome.auth_issuer = out.issuer;
+            ctx.outcome.auth_subject = out.identity.as_ref().and_then(|i| i.subject.clone());
+            ctx.identity = out.identity;
+            if let Err(reject) = verdict {
+                return self.reject(session, ctx, reject).await;
+            }
+        }
+        // Next steps, in order, as the capabilities land: limits → shard.
         Ok(false)
     }
 
@@ -285,6 +296,12 @@ impl ProxyHttp for Gateway {
                 upstream_request,
             )?;
         }
+        auth::rewrite_upstream_headers(
+            &ctx.rt.auth,
+            ctx.route.as_ref().and_then(|r| r.auth.as_deref()),
+            ctx.identity.as_deref(),
+            upstream_request,
+        )?;
         forwarding::rewrite_upstream_headers(session, &ctx.rt.policy.forwarding, upstream_request)
     }
 

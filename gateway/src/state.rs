@@ -67,6 +67,8 @@ pub struct Runtime {
     pub routes: Vec<Arc<RoutePlan>>,
     pub router: Router<RoutePlan>,
     pub unrouted_metrics: RouteMetrics,
+    /// Issuers (key sets), revocation list and the verified-token cache.
+    pub auth: crate::auth::AuthRuntime,
 }
 
 impl Runtime {
@@ -86,6 +88,13 @@ impl Runtime {
             .await?;
             clusters.insert(Arc::clone(&spec.name), cluster);
         }
+        let auth_env = crate::auth::Env {
+            clock: env.clock,
+            metrics: &env.metrics.auth,
+        };
+        let auth =
+            crate::auth::AuthRuntime::build(&policy.auth, previous.map(|p| &p.auth), &auth_env)
+                .await?;
         let mut routes = Vec::with_capacity(policy.routes.len());
         for spec in &policy.routes {
             // Validation checked the name; a miss here is a bug, reported, not a panic.
@@ -96,10 +105,15 @@ impl Runtime {
                     field: format!("route.{}", spec.name),
                     message: format!("cluster `{}` was not built", spec.cluster),
                 })?;
+            let route_auth = match &spec.auth {
+                Some(rule) => Some(auth.plan(rule, &spec.name)?),
+                None => None,
+            };
             routes.push(Arc::new(RoutePlan {
                 spec: Arc::clone(spec),
                 cluster,
                 metrics: env.metrics.route(&spec.name),
+                auth: route_auth,
             }));
         }
         Ok(Runtime {
@@ -107,6 +121,7 @@ impl Runtime {
             routes,
             clusters,
             unrouted_metrics: env.metrics.route("-"),
+            auth,
             policy: Arc::new(policy),
         })
     }
@@ -116,6 +131,7 @@ impl Runtime {
     /// holds its part weakly and ends when a reload drops the part.
     pub fn start_background(&self) {
         self.clusters.values().for_each(Cluster::ensure_health_loop);
+        self.auth.start_background();
     }
 
     /// (cluster, endpoint) label pairs of the health gauge.

@@ -8,6 +8,6 @@ SELECT
   count(DISTINCT client_ip) AS clients
 FROM access_logs
 WHERE dt BETWEEN '{{from}}' AND '{{to}}'
-  AND auth_result NOT IN ('ok', 'none')
+  AND auth_result NOT IN ('ok', 'none', 'anonymous')
 GROUP BY auth_result, coalesce(auth_issuer, '(unknown)')
 ORDER BY failures DESC, reason, issuer

@@ -152,13 +152,13 @@ fn record(rng: &mut Rng, event_time: i64, request_id: String) -> AccessLogRecord
         ),
         80..=89 => (AuthResult::None, None, None),
         90..=93 => (AuthResult::Missing, None, None),
-        94..=96 => (AuthResult::Invalid, None, None),
+        94..=96 => (AuthResult::BadSignature, None, None),
         97..=98 => (
             AuthResult::Expired,
             None,
             Some(ISSUERS[rng.below(2) as usize].to_string()),
         ),
-        _ => (AuthResult::Denied, None, Some(ISSUERS[0].to_string())),
+        _ => (AuthResult::Forbidden, None, Some(ISSUERS[0].to_string())),
     };
     let limited = rng.chance(0.03);
     let breaker = breaker_at(cluster, event_time);
@@ -172,11 +172,11 @@ fn record(rng: &mut Rng, event_time: i64, request_id: String) -> AccessLogRecord
         (404, Some(ErrorClass::NoRoute), false)
     } else if matches!(
         auth_result,
-        AuthResult::Missing | AuthResult::Invalid | AuthResult::Expired
+        AuthResult::Missing | AuthResult::BadSignature | AuthResult::Expired
     ) && route != "static"
     {
         (401, Some(ErrorClass::Unauthorized), false)
-    } else if auth_result == AuthResult::Denied && route != "static" {
+    } else if auth_result == AuthResult::Forbidden && route != "static" {
         (403, Some(ErrorClass::Forbidden), false)
     } else if limited {
         (429, Some(ErrorClass::RateLimited), false)

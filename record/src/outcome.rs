@@ -72,20 +72,41 @@ pub struct UnknownValue {
 outcome_enum! {
     /// What authentication decided for a request.
     AuthResult, column = "auth_result" {
-        /// The route does not require authentication and no token was checked.
+        /// The route does not authenticate (no auth rule), so no token was looked at.
         None => "none",
         /// A token was verified and the route's rules allow it.
         Ok => "ok",
+        /// The route's auth is optional and no token was sent: let through anonymously.
+        Anonymous => "anonymous",
         /// The route requires a token and none was sent.
         Missing => "missing",
-        /// The token failed to parse or verify (signature, issuer, audience, algorithm).
-        Invalid => "invalid",
-        /// The token's `exp` (plus leeway) has passed, or it is not yet valid (`nbf`).
+        /// The token is not a well-formed JWS (size, base64, JSON, `crit`, header fields).
+        Malformed => "malformed",
+        /// The token's `exp` (plus leeway) has passed.
         Expired => "expired",
-        /// The token is valid but lacks a required scope or claim (403).
-        Denied => "denied",
-        /// The token or its subject is on the revocation list.
+        /// The token's `nbf` or `iat` (minus leeway) is in the future.
+        NotYetValid => "not_yet_valid",
+        /// The token's lifetime (`exp - iat`) is above the issuer's maximum.
+        LifetimeTooLong => "lifetime_too_long",
+        /// A claim the issuer requires (`exp` always) is absent or has the wrong type.
+        MissingClaim => "missing_claim",
+        /// The signature does not verify with the issuer's key.
+        BadSignature => "bad_signature",
+        /// No key of the issuer matches the token's `kid` (even after one refetch).
+        UnknownKid => "unknown_kid",
+        /// The token's `iss` is not an issuer the route accepts.
+        BadIssuer => "bad_issuer",
+        /// None of the token's `aud` values is accepted by the issuer.
+        BadAudience => "bad_audience",
+        /// The token's `alg` is not in the issuer's allow-list (or is `none`), or does not
+        /// fit the key's type.
+        AlgNotAllowed => "alg_not_allowed",
+        /// The token's `jti` or `sub` is on the revocation list.
         Revoked => "revoked",
+        /// The token is valid but lacks a required scope or claim value (403).
+        Forbidden => "forbidden",
+        /// The revocation list could not be read and the policy fails closed (503).
+        Unavailable => "unavailable",
     }
 }
 
@@ -153,6 +174,9 @@ outcome_enum! {
         Unauthorized => "unauthorized",
         /// Authenticated, but not allowed: scopes, claims or IP policy (403).
         Forbidden => "forbidden",
+        /// Authentication cannot decide (the revocation list is unreachable and the policy
+        /// fails closed) (503).
+        AuthUnavailable => "auth_unavailable",
         /// Over a rate limit (429).
         RateLimited => "rate_limited",
         /// Shed under overload (503).
@@ -191,7 +215,7 @@ impl ErrorClass {
             Unauthorized => 401,
             Forbidden => 403,
             RateLimited => 429,
-            Overloaded | BreakerOpen | NoHealthyUpstream => 503,
+            Overloaded | BreakerOpen | NoHealthyUpstream | AuthUnavailable => 503,
             UpstreamConnectTimeout | UpstreamConnectFailed | UpstreamTlsFailed | UpstreamError => {
                 502
             }
@@ -213,6 +237,7 @@ impl ErrorClass {
             Unauthorized => "authentication is required",
             Forbidden => "access to this resource is forbidden",
             RateLimited => "rate limit exceeded",
+            AuthUnavailable => "authentication is temporarily unavailable",
             Overloaded => "the gateway is overloaded",
             BreakerOpen => "the upstream is failing; try again later",
             NoHealthyUpstream => "no healthy upstream is available",

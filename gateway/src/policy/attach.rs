@@ -23,7 +23,8 @@ impl Attachments {
     pub fn load(files: &Files, base_dir: &Path) -> Attachments {
         let mut out = Attachments::default();
         for (_, f) in files {
-            for rel in crate::upstream::referenced_files(f) {
+            let auth = crate::auth::file::referenced_files(f);
+            for rel in crate::upstream::referenced_files(f).chain(auth) {
                 out.read(base_dir, rel);
             }
         }

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::access_log::policy::AccessLogFile;
+use crate::auth::file::{AuthRuleFile, IssuerFile, RevocationFile};
 use crate::forwarding::ForwardingFile;
 use crate::route::file::RouteFile;
 use crate::upstream::file::ClusterFile;
@@ -48,4 +49,19 @@ pub struct PolicyFile {
     #[serde(default, rename = "route")]
     #[schemars(with = "Vec<RouteFile>")]
     pub routes: Vec<Spanned<RouteFile>>,
+
+    /// Token issuers, keyed by name: `[issuer.<name>]`.
+    #[serde(default, rename = "issuer")]
+    #[schemars(with = "BTreeMap<String, IssuerFile>")]
+    pub issuers: BTreeMap<String, Spanned<IssuerFile>>,
+
+    /// Authentication rules, keyed by name: `[auth.<name>]`; a route names one with `auth`.
+    #[serde(default, rename = "auth")]
+    #[schemars(with = "BTreeMap<String, AuthRuleFile>")]
+    pub auth_rules: BTreeMap<String, Spanned<AuthRuleFile>>,
+
+    /// Revoked tokens and subjects (file and Redis). At most one file may set this.
+    #[serde(default)]
+    #[schemars(with = "Option<RevocationFile>")]
+    pub revocation: Option<Spanned<RevocationFile>>,
 }

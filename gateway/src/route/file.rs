@@ -39,6 +39,11 @@ pub struct RouteFile {
     /// matched) or `original` (the bytes the client sent, for upstreams that need them).
     #[serde(default)]
     pub forward_path: ForwardPath,
+    /// Name of the `[auth.<name>]` rule that authenticates this route's requests. Default:
+    /// none (the route is open; identity headers are still stripped).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub auth: Option<Spanned<String>>,
 }
 
 /// How `path_prefix` matches.

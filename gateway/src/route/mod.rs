@@ -46,6 +46,8 @@ pub struct Route {
     pub cluster: Arc<str>,
     pub prefix_match: PrefixMatch,
     pub forward_path: ForwardPath,
+    /// Name of the auth rule (validated to exist).
+    pub auth: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -67,6 +69,8 @@ pub struct RoutePlan {
     pub spec: Arc<Route>,
     pub cluster: Arc<Cluster>,
     pub metrics: RouteMetrics,
+    /// The route's authentication, when it has an auth rule.
+    pub auth: Option<Arc<crate::auth::RouteAuth>>,
 }
 
 impl Matchable for RoutePlan {

@@ -193,7 +193,17 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         "clusters",
         &names.clusters,
     );
-    if errs.count() > before || !known_cluster {
+    let known_auth = r.auth.as_ref().is_none_or(|a| {
+        lookup(
+            errs,
+            fi,
+            a,
+            &format!("{f}.auth"),
+            "auth rules",
+            &names.auth_rules,
+        )
+    });
+    if errs.count() > before || !known_cluster || !known_auth {
         return None;
     }
     Some(Route {
@@ -204,5 +214,6 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         cluster: Arc::from(r.cluster.get_ref().as_str()),
         prefix_match: r.prefix_match,
         forward_path: r.forward_path,
+        auth: r.auth.as_ref().map(|a| Arc::from(a.get_ref().as_str())),
     })
 }
