@@ -2,6 +2,7 @@
 //! origins in-process, real TLS clients. Nothing here is a fake of a component we ship.
 
 pub mod aws;
+pub mod jwt;
 pub mod kinesis;
 pub mod origin;
 pub mod pipeline_util;
