@@ -582,6 +582,36 @@ async fn rotation_passes_at_once_and_unknown_kids_cannot_storm_the_jwks() {
         1.0
     );
     assert_eq!(origin.state.requests.load(Ordering::SeqCst), 2);
+
+    // An unrelated policy edit keeps the issuer with its keys: no new fetch, the new key still
+    // verifies.
+    gw.write_policy(
+        "r.toml",
+        &format!(
+            "{ROUTES}
+# edited
+"
+        ),
+    );
+    eventually("reload", Duration::from_secs(10), || async {
+        let ok = gw
+            .metric("gateway_policy_reloads_total", &[("result", "success")])
+            .await;
+        (ok >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        c.get(
+            "/private/a",
+            Some(&new.sign(&good("v"))),
+            "after-reload",
+            &[]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(server.fetches(), 2, "the issuer was kept across the reload");
 }
 
 #[tokio::test]

@@ -140,3 +140,66 @@ fn schema_is_generated_from_the_same_types() {
         false
     );
 }
+
+#[test]
+fn auth_mistakes_name_file_line_and_field() {
+    let routes = "[[route]]\nname = \"a\"\ncluster = \"api\"\nauth = \"user\"\n";
+    let auth = r#"[issuer.main]
+iss = "https://id.test/"
+audiences = ["api"]
+algorithms = []
+jwks_file = "main.jwks.json"
+
+[issuer.hs]
+iss = "https://hs.test/"
+audiences = ["api"]
+algorithms = ["HS256"]
+secret = "do-not-write-secrets-here-ever-0123456789"
+
+[auth.users]
+issuers = ["mian"]
+"#;
+    let (ok, _, err) = check(&[
+        ("c.toml", CLUSTER),
+        ("r.toml", routes),
+        ("auth.toml", auth),
+        (
+            "main.jwks.json",
+            "{\"keys\": [{\"kty\": \"RSA\", \"n\": \"!!\"}]}",
+        ),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("auth.toml:4:14: issuer.main.algorithms: found an empty list"),
+        "{err}"
+    );
+    assert!(
+        err.contains("auth.toml:5:13: issuer.main.jwks_file: the JWKS has no usable signature key"),
+        "{err}"
+    );
+    assert!(
+        err.contains("auth.toml:11:10: issuer.hs.secret: found an inline secret"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("do-not-write-secrets-here"),
+        "the secret is never echoed: {err}"
+    );
+    assert!(err.contains("auth.toml:14:12: auth.users.issuers[0]: found `mian`, expected one of the defined issuers: [hs, main] (did you mean `main`?)"), "{err}");
+    assert!(err.contains("r.toml:4:8: route[0].auth: found `user`, expected one of the defined auth rules: [users] (did you mean `users`?)"), "{err}");
+}
+
+#[test]
+fn a_jwks_file_that_is_not_json_is_refused() {
+    let auth = "[issuer.main]\niss = \"x\"\naudiences = [\"api\"]\nalgorithms = [\"ES256\"]\njwks_file = \"k.json\"\n";
+    let (ok, _, err) = check(&[
+        ("c.toml", CLUSTER),
+        ("auth.toml", auth),
+        ("k.json", "-----BEGIN PUBLIC KEY-----"),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("auth.toml:5:13: issuer.main.jwks_file: not a JWKS document"),
+        "{err}"
+    );
+}
