@@ -90,6 +90,10 @@ pub struct IssuerFile {
     #[serde(default)]
     #[schemars(with = "Option<usize>")]
     pub max_token_bytes: Option<Spanned<usize>>,
+    /// Keep verified tokens in the gateway's cache (until their `exp`), so a repeated token
+    /// costs a lookup instead of a signature check. Default `true`.
+    #[serde(default)]
+    pub cache_tokens: Option<bool>,
 }
 
 /// `token = { header = "x-api-token" }`, `{ cookie = "session" }` or `{ query = "access_token" }`:

@@ -513,14 +513,16 @@ async fn verified(
     token::check_claims(&parsed.claims, &issuer.spec, now_ms).map_err(|f| (f, name()))?;
     let until_ms = token::exp_ms(&parsed.claims) + issuer.spec.leeway.as_millis() as i64;
     let identity = Arc::new(token::identity(&issuer.spec.name, parsed.claims));
-    plan.cache.insert(
-        key,
-        Entry {
-            issuer_id: issuer.id,
-            until_ms,
-            identity: Arc::clone(&identity),
-        },
-    );
+    if issuer.spec.cache_tokens {
+        plan.cache.insert(
+            key,
+            Entry {
+                issuer_id: issuer.id,
+                until_ms,
+                identity: Arc::clone(&identity),
+            },
+        );
+    }
     Ok((Arc::clone(&issuer.spec.name), identity))
 }
 

@@ -36,6 +36,7 @@ pub struct IssuerSpec {
     pub required_claims: Vec<String>,
     pub token: TokenSource,
     pub max_token_bytes: usize,
+    pub cache_tokens: bool,
 }
 
 /// Where an issuer's public keys come from.

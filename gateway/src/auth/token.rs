@@ -350,6 +350,7 @@ mod tests {
             required_claims: vec!["sub".into()],
             token: TokenSource::Bearer,
             max_token_bytes: 8192,
+            cache_tokens: true,
         }
     }
 

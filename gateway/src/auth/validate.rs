@@ -375,6 +375,7 @@ fn issuer(
         required_claims,
         token: token?,
         max_token_bytes,
+        cache_tokens: i_ref.cache_tokens.unwrap_or(true),
     })
 }
 
