@@ -29,6 +29,8 @@ pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod forwarding;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod host;
 pub mod metrics;
 pub mod policy;

@@ -232,7 +232,12 @@ pub fn parse(errs: &mut Errors, sources: &[Source]) -> Vec<(usize, PolicyFile)> 
                 let inner = e.into_inner();
                 let span = inner.span().unwrap_or(0..0);
                 let field = if path == "." { "-".to_string() } else { path };
-                errs.at(i, span, &field, inner.message().to_string());
+                // Some syntax errors carry no message of their own: say what is known.
+                let message = match inner.message().trim() {
+                    "" => "invalid TOML syntax here (check quotes, brackets and `=`)".to_string(),
+                    m => m.to_string(),
+                };
+                errs.at(i, span, &field, message);
             }
         }
     }
