@@ -65,12 +65,34 @@ struct RunArgs {
     /// Admin listen address for /healthz, /readyz and /metrics.
     #[arg(long, env = "GATEWAY_ADMIN", default_value = "127.0.0.1:9180")]
     admin: String,
-    /// PEM certificate chain. Without it, HTTPS needs `--dev-certs` (or `--https ""`).
-    #[arg(long, env = "GATEWAY_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key matching `--tls-cert`.
-    #[arg(long, env = "GATEWAY_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
+    /// PEM certificate chain. Repeat it (with a `--tls-key` each, in the same order) to serve
+    /// a certificate per SNI name: each serves the DNS names in its subject alternative names,
+    /// and the first is the default. Without it, HTTPS needs `--dev-certs` (or `--https ""`).
+    #[arg(
+        long,
+        env = "GATEWAY_TLS_CERT",
+        value_delimiter = ',',
+        requires = "tls_key"
+    )]
+    tls_cert: Vec<PathBuf>,
+    /// PEM private key matching each `--tls-cert`, in the same order.
+    #[arg(
+        long,
+        env = "GATEWAY_TLS_KEY",
+        value_delimiter = ',',
+        requires = "tls_cert"
+    )]
+    tls_key: Vec<PathBuf>,
+    /// A TLS client whose SNI matches no certificate: `default` serves the first
+    /// certificate; `reject` refuses the handshake. Clients without SNI (an IP literal) always
+    /// get the first certificate.
+    #[arg(
+        long,
+        env = "GATEWAY_TLS_UNKNOWN_SNI",
+        value_enum,
+        default_value = "default"
+    )]
+    tls_unknown_sni: tls::UnknownSni,
     /// Serve HTTPS with a generated development CA and certificate, kept in this directory
     /// (never for production). Must be given explicitly: without `--tls-cert` and without
     /// it, `gateway run` refuses to start an HTTPS listener. `--tls-cert` wins over it.
@@ -264,24 +286,37 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let certs = if args.https.is_empty() {
         None
     } else {
-        let (cert, key) = match (&args.tls_cert, &args.tls_key, &args.dev_certs) {
-            (Some(c), Some(k), _) => (c.clone(), k.clone()),
-            (_, _, None) => anyhow::bail!(
+        if args.tls_cert.len() != args.tls_key.len() {
+            anyhow::bail!(
+                "{} --tls-cert but {} --tls-key: give one key per certificate, in the same order",
+                args.tls_cert.len(),
+                args.tls_key.len()
+            );
+        }
+        let pairs: Vec<(PathBuf, PathBuf)> = match (args.tls_cert.is_empty(), &args.dev_certs) {
+            (false, _) => args
+                .tls_cert
+                .iter()
+                .cloned()
+                .zip(args.tls_key.iter().cloned())
+                .collect(),
+            (true, None) => anyhow::bail!(
                 "--https {} needs a certificate: give --tls-cert and --tls-key, or --dev-certs DIR \
                  for a generated development certificate, or --https \"\" to serve plain HTTP only",
                 args.https
             ),
-            (_, _, Some(dir)) => {
+            (true, Some(dir)) => {
                 let dev = tls::ensure_dev_certs(dir, &[])?;
                 tracing::warn!(
                     ca = %dev.ca.display(),
                     "no --tls-cert given: serving a generated development certificate"
                 );
-                (dev.cert, dev.key)
+                vec![(dev.cert, dev.key)]
             }
         };
         Some(Arc::new(
-            tls::CertResolver::new(&cert, &key).context("loading the TLS certificate")?,
+            tls::CertResolver::with_pairs(&pairs, args.tls_unknown_sni)
+                .context("loading the TLS certificates")?,
         ))
     };
 

@@ -57,48 +57,141 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
     Ok(ck)
 }
 
-/// Serves the current certificate; [`CertResolver::reload`] swaps it after validation.
+/// What to do with a TLS client whose SNI names none of the certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum UnknownSni {
+    /// Serve the first certificate (as nginx's default server does).
+    #[default]
+    Default,
+    /// Refuse the handshake (an `unrecognized_name` alert): scanners that probe by IP or
+    /// by a guessed name learn nothing about the hosts served.
+    Reject,
+}
+
+/// One certificate and key pair, with the names it serves (its DNS subject alternative
+/// names; `*.example.com` matches one label).
 #[derive(Debug)]
-pub struct CertResolver {
+struct Served {
     cert_path: PathBuf,
     key_path: PathBuf,
+    names: ArcSwap<Vec<String>>,
     current: ArcSwap<CertifiedKey>,
     loaded: ArcSwap<(Vec<u8>, Vec<u8>)>,
 }
 
-impl CertResolver {
-    pub fn new(cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
-        let ck = load_certified_key(cert_path, key_path)?;
-        Ok(CertResolver {
-            cert_path: cert_path.to_path_buf(),
-            key_path: key_path.to_path_buf(),
-            current: ArcSwap::from_pointee(ck),
-            loaded: ArcSwap::from_pointee(Self::fingerprint(cert_path, key_path)),
-        })
-    }
+/// Serves a certificate per SNI name (several `--tls-cert`/`--tls-key` pairs) and swaps
+/// them without a restart after validation ([`CertResolver::reload`]). A client without SNI
+/// (an IP literal) gets the first certificate; a client whose SNI matches none gets the
+/// first, or no handshake with [`UnknownSni::Reject`].
+#[derive(Debug)]
+pub struct CertResolver {
+    served: Vec<Served>,
+    unknown_sni: UnknownSni,
+}
 
-    fn fingerprint(cert: &Path, key: &Path) -> (Vec<u8>, Vec<u8>) {
-        (
-            std::fs::read(cert).unwrap_or_default(),
-            std::fs::read(key).unwrap_or_default(),
+/// DNS names of a certificate chain's leaf (subject alternative names), lower-cased.
+fn dns_names(ck: &CertifiedKey) -> Vec<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Some(leaf) = ck.cert.first() else {
+        return Vec::new();
+    };
+    let Ok((_, cert)) = X509Certificate::from_der(leaf.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `sni` (lower-case) is one of `names` (`*.x` matches exactly one more label).
+fn serves(names: &[String], sni: &str) -> bool {
+    names.iter().any(|n| match n.strip_prefix("*.") {
+        Some(suffix) => sni
+            .strip_suffix(suffix)
+            .and_then(|head| head.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+        None => n == sni,
+    })
+}
+
+impl CertResolver {
+    /// One certificate for every name.
+    pub fn new(cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
+        Self::with_pairs(
+            &[(cert_path.to_path_buf(), key_path.to_path_buf())],
+            UnknownSni::Default,
         )
     }
 
-    /// Reload if the files changed. `Ok(true)` when a new certificate is now served.
-    pub fn reload(&self) -> Result<bool, TlsError> {
-        let fp = Self::fingerprint(&self.cert_path, &self.key_path);
-        if **self.loaded.load() == fp {
-            return Ok(false);
+    /// Several pairs, in order; the first is the default.
+    pub fn with_pairs(
+        pairs: &[(PathBuf, PathBuf)],
+        unknown_sni: UnknownSni,
+    ) -> Result<Self, TlsError> {
+        let mut served = Vec::with_capacity(pairs.len());
+        for (cert_path, key_path) in pairs {
+            let ck = load_certified_key(cert_path, key_path)?;
+            served.push(Served {
+                names: ArcSwap::from_pointee(dns_names(&ck)),
+                current: ArcSwap::from_pointee(ck),
+                loaded: ArcSwap::from_pointee(fingerprint(cert_path, key_path)),
+                cert_path: cert_path.clone(),
+                key_path: key_path.clone(),
+            });
         }
-        let ck = load_certified_key(&self.cert_path, &self.key_path)?;
-        self.current.store(Arc::new(ck));
-        self.loaded.store(Arc::new(fp));
-        Ok(true)
+        if served.is_empty() {
+            return Err(TlsError::Invalid {
+                path: PathBuf::from("--tls-cert"),
+                what: "no certificate given".into(),
+            });
+        }
+        Ok(CertResolver {
+            served,
+            unknown_sni,
+        })
+    }
+
+    /// Reload every pair whose files changed. `Ok(true)` when a new certificate is served; a
+    /// pair that fails to load keeps its current certificate (the first error is returned).
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let mut changed = false;
+        let mut first_err = None;
+        for s in &self.served {
+            let fp = fingerprint(&s.cert_path, &s.key_path);
+            if **s.loaded.load() == fp {
+                continue;
+            }
+            match load_certified_key(&s.cert_path, &s.key_path) {
+                Ok(ck) => {
+                    s.names.store(Arc::new(dns_names(&ck)));
+                    s.current.store(Arc::new(ck));
+                    s.loaded.store(Arc::new(fp));
+                    changed = true;
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(changed),
+        }
     }
 
     pub fn watched_dirs(&self) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = [&self.cert_path, &self.key_path]
+        let mut dirs: Vec<PathBuf> = self
+            .served
             .iter()
+            .flat_map(|s| [&s.cert_path, &s.key_path])
             .filter_map(|p| p.parent().map(Path::to_path_buf))
             .map(|p| {
                 if p.as_os_str().is_empty() {
@@ -108,14 +201,39 @@ impl CertResolver {
                 }
             })
             .collect();
+        dirs.sort();
         dirs.dedup();
         dirs
     }
+
+    /// The certificate for a client's SNI (`None`: refuse the handshake).
+    pub fn for_sni(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let default = || self.served.first().map(|s| s.current.load_full());
+        let Some(sni) = sni else { return default() };
+        let sni = sni.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(s) = self.served.iter().find(|s| serves(&s.names.load(), &sni)) {
+            return Some(s.current.load_full());
+        }
+        match self.unknown_sni {
+            UnknownSni::Default => default(),
+            UnknownSni::Reject => {
+                tracing::debug!(target: "tls", sni = %sni, "handshake refused: unknown SNI");
+                None
+            }
+        }
+    }
+}
+
+fn fingerprint(cert: &Path, key: &Path) -> (Vec<u8>, Vec<u8>) {
+    (
+        std::fs::read(cert).unwrap_or_default(),
+        std::fs::read(key).unwrap_or_default(),
+    )
 }
 
 impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.for_sni(hello.server_name())
     }
 }
 
@@ -223,5 +341,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no CERTIFICATE"), "{err}");
+    }
+
+    fn self_signed(dir: &Path, name: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    #[test]
+    fn certificates_are_chosen_by_sni() {
+        let d = tempfile::tempdir().unwrap();
+        let a = self_signed(d.path(), "a", &["a.test", "www.a.test"]);
+        let b = self_signed(d.path(), "b", &["*.b.test"]);
+        let names = |r: &CertResolver, sni: Option<&str>| r.for_sni(sni).map(|ck| dns_names(&ck));
+        let r = CertResolver::with_pairs(&[a.clone(), b.clone()], UnknownSni::Default).unwrap();
+        let a_names = Some(vec!["a.test".to_string(), "www.a.test".to_string()]);
+        let b_names = Some(vec!["*.b.test".to_string()]);
+        assert_eq!(names(&r, Some("a.test")), a_names);
+        assert_eq!(
+            names(&r, Some("WWW.A.TEST.")),
+            a_names,
+            "case and trailing dot"
+        );
+        assert_eq!(names(&r, Some("x.b.test")), b_names);
+        assert_eq!(
+            names(&r, Some("b.test")),
+            a_names,
+            "a wildcard needs one label: default"
+        );
+        assert_eq!(names(&r, Some("x.y.b.test")), a_names, "exactly one label");
+        assert_eq!(names(&r, None), a_names, "no SNI: the first");
+        assert_eq!(names(&r, Some("other.test")), a_names, "unknown: the first");
+
+        let strict = CertResolver::with_pairs(&[a, b], UnknownSni::Reject).unwrap();
+        assert_eq!(names(&strict, Some("x.b.test")), b_names);
+        assert!(
+            strict.for_sni(Some("other.test")).is_none(),
+            "unknown SNI refused"
+        );
+        assert!(strict.for_sni(None).is_some(), "no SNI: the first");
     }
 }

@@ -630,3 +630,105 @@ async fn certificate_rotation_without_restart() {
     .await;
     assert_eq!(trusting_new.get(&url).send().await.unwrap().status(), 200);
 }
+
+/// The leaf certificate the gateway's HTTPS listener presents for `sni` (trusting `ca`), or
+/// the handshake error.
+async fn presented_cert(
+    addr: std::net::SocketAddr,
+    sni: &str,
+    ca: &rcgen::Certificate,
+) -> Result<Vec<u8>, String> {
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, conn) = tls.get_ref();
+    Ok(conn.peer_certificates().unwrap()[0].as_ref().to_vec())
+}
+
+#[tokio::test]
+async fn https_serves_a_certificate_per_sni_and_can_refuse_unknown_names() {
+    let a = Origin::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut leaves = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    for (name, sans) in [("one", vec!["one.test"]), ("two", vec!["*.two.test"])] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap()
+                .signed_by(&key, &ca, &ca_key)
+                .unwrap();
+        let (c, k) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        args.extend([
+            "--tls-cert".into(),
+            c.display().to_string(),
+            "--tls-key".into(),
+            k.display().to_string(),
+        ]);
+        leaves.push(cert.der().as_ref().to_vec());
+    }
+    let cl = clusters(&[("a", &[&a], "")]);
+    let files = [
+        ("c.toml", cl.as_str()),
+        ("r.toml", "[[route]]\nname = \"all\"\ncluster = \"a\"\n"),
+    ];
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let gw = Gateway::start_with(&files, &arg_refs).await;
+    assert_eq!(
+        presented_cert(gw.https, "one.test", &ca).await.unwrap(),
+        leaves[0]
+    );
+    assert_eq!(
+        presented_cert(gw.https, "api.two.test", &ca).await.unwrap(),
+        leaves[1]
+    );
+    // Unknown name: the default (first) certificate, which the client then rejects.
+    let err = presented_cert(gw.https, "three.test", &ca)
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("certificate") || err.contains("NotValidForName"),
+        "{err}"
+    );
+    drop(gw);
+
+    let mut strict = arg_refs.clone();
+    strict.extend(["--tls-unknown-sni", "reject"]);
+    let gw = Gateway::start_with(&files, &strict).await;
+    assert_eq!(
+        presented_cert(gw.https, "api.two.test", &ca).await.unwrap(),
+        leaves[1]
+    );
+    let err = presented_cert(gw.https, "three.test", &ca)
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("alert")
+            || err.contains("Unrecognised")
+            || err.contains("unrecognized")
+            || err.contains("HandshakeFailure"),
+        "{err}"
+    );
+}
