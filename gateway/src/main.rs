@@ -109,6 +109,8 @@ struct RunArgs {
     log_requests: bool,
     #[command(flatten)]
     access_log: AccessLogArgs,
+    #[command(flatten)]
+    connections: ConnectionArgs,
     /// Take over the listeners of a running gateway (zero-downtime upgrade; see README).
     #[arg(long)]
     upgrade: bool,
@@ -121,6 +123,70 @@ struct RunArgs {
     /// reads it). Default: `gateway.pid` in the same private directory.
     #[arg(long, env = "GATEWAY_PID_FILE")]
     pid_file: Option<PathBuf>,
+}
+
+/// Downstream connection limits and timeouts (hostile or broken clients cannot hold
+/// connections or workers).
+#[derive(clap::Args)]
+struct ConnectionArgs {
+    /// Concurrent client connections per instance; beyond it, 503 and close (0: no cap).
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 16_384)]
+    max_connections: usize,
+    /// Concurrent connections per client IP (the TCP peer); beyond it, 503 and close
+    /// (0: no cap). Behind a load balancer that does not preserve client IPs, set 0.
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    max_connections_per_ip: usize,
+    /// Idle time allowed between requests on a kept-alive HTTP/1 connection, e.g. `60s`.
+    #[arg(long, env = "GATEWAY_KEEPALIVE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    keepalive_timeout: std::time::Duration,
+    /// Requests served on one HTTP/1 connection before it is closed (0: no limit).
+    #[arg(long, env = "GATEWAY_KEEPALIVE_REQUESTS", default_value_t = 10_000)]
+    keepalive_requests: u32,
+    /// Longest wait for the next piece of a request body; expiry answers 408.
+    #[arg(long, env = "GATEWAY_BODY_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    body_read_timeout: std::time::Duration,
+    /// Longest wait for a client to take the next piece of a response.
+    #[arg(long, env = "GATEWAY_SEND_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    send_timeout: std::time::Duration,
+    /// Slowest accepted download in bytes per second (0: off): a write of N bytes may take
+    /// N / rate seconds (at least 1 s) instead of `--send-timeout`.
+    #[arg(long, env = "GATEWAY_MIN_SEND_RATE", default_value_t = 0)]
+    min_send_rate: usize,
+    /// HTTP/2: concurrent streams per connection.
+    #[arg(long, env = "GATEWAY_H2_MAX_CONCURRENT_STREAMS", default_value_t = 100)]
+    h2_max_concurrent_streams: u32,
+    /// HTTP/2: largest decoded request header list, in bytes.
+    #[arg(
+        long,
+        env = "GATEWAY_H2_MAX_HEADER_LIST_SIZE",
+        default_value_t = 65_536
+    )]
+    h2_max_header_list_size: u32,
+    /// HTTP/2: close a connection idle this long.
+    #[arg(long, env = "GATEWAY_H2_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    h2_idle_timeout: std::time::Duration,
+    /// HTTP/2: streams a client may reset before the gateway accepted them, per connection,
+    /// before the connection is closed (rapid-reset defence, CVE-2023-44487).
+    #[arg(long, env = "GATEWAY_H2_MAX_PENDING_RESETS", default_value_t = 20)]
+    h2_max_pending_resets: usize,
+}
+
+impl ConnectionArgs {
+    fn settings(&self) -> gateway::connections::Settings {
+        gateway::connections::Settings {
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            keepalive_timeout: self.keepalive_timeout,
+            keepalive_requests: self.keepalive_requests,
+            body_read_timeout: self.body_read_timeout,
+            send_timeout: self.send_timeout,
+            min_send_rate: self.min_send_rate,
+            h2_max_concurrent_streams: self.h2_max_concurrent_streams,
+            h2_max_header_list_size: self.h2_max_header_list_size,
+            h2_idle_timeout: self.h2_idle_timeout,
+            h2_max_pending_resets: self.h2_max_pending_resets,
+        }
+    }
 }
 
 /// Access-log sink settings.
@@ -392,13 +458,28 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         (Some(handle), Some(sink))
     };
 
+    let conn_settings = Arc::new(args.connections.settings());
     let gateway = proxy::Gateway {
         shared: Arc::clone(&shared),
         log_requests: args.log_requests,
         access_log,
         records: access_log::RecordBuilder { instance },
+        connections: Arc::clone(&conn_settings),
     };
-    let mut proxy = http_proxy_service(&server.configuration, gateway);
+    let mut app = pingora::proxy::http_proxy(&server.configuration, gateway);
+    app.server_options = Some(conn_settings.server_options());
+    app.h2_options = Some(conn_settings.h2_options());
+    let limits = Arc::new(gateway::connections::Limits::new(
+        &conn_settings,
+        &shared.metrics.registry,
+    ));
+    let mut proxy = pingora::services::listening::Service::new(
+        "proxy".into(),
+        gateway::connections::Guarded {
+            inner: Arc::new(app),
+            limits,
+        },
+    );
     if !args.http.is_empty() {
         proxy.add_tcp(&args.http);
     }

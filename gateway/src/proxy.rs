@@ -33,6 +33,8 @@ pub struct Gateway {
     pub log_requests: bool,
     pub access_log: Option<AccessLog>,
     pub records: RecordBuilder,
+    /// Per-connection timeouts applied as each request starts.
+    pub connections: Arc<crate::connections::Settings>,
 }
 
 /// What each capability decided for this request; the record's outcome columns.
@@ -181,6 +183,15 @@ impl ProxyHttp for Gateway {
             outcome: Outcomes::default(),
             identity: None,
         }
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        self.connections.apply(session);
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {

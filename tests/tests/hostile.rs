@@ -312,3 +312,117 @@ async fn secrets_in_urls_do_not_reach_the_record() {
     let bytes = format!("{r:?}");
     assert!(!bytes.contains("s3cr3t") && !bytes.contains("hunter2") && !bytes.contains("ABC"));
 }
+
+/// A gateway with one cluster `a` and a catch-all route, started with `args`.
+async fn plain_gateway(origin: &Origin, args: &[&str]) -> Gateway {
+    let cl = format!("[cluster.a]\nendpoints = [\"{}\"]\n", origin.addr);
+    Gateway::start_with(
+        &[
+            ("c.toml", &cl),
+            ("r.toml", "[[route]]\nname = \"all\"\ncluster = \"a\"\n"),
+        ],
+        args,
+    )
+    .await
+}
+
+/// Read until the peer closes (or `limit` passes): what it sent.
+async fn read_until_close(s: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    let mut buf = Vec::new();
+    match tokio::time::timeout(limit, s.read_to_end(&mut buf)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&buf).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_connection_flood_from_one_ip_meets_the_per_ip_cap() {
+    let origin = Origin::start("a").await;
+    let gw = plain_gateway(&origin, &["--max-connections-per-ip", "3"]).await;
+    // Three idle connections hold their slots (they send nothing).
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(gw.http).await.unwrap());
+    }
+    eventually(
+        "three connections counted",
+        Duration::from_secs(5),
+        || async { (gw.metric("gateway_connections_active", &[]).await >= 3.0).then_some(()) },
+    )
+    .await;
+    // The fourth is answered 503 and closed before any request is read.
+    let mut fourth = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    let answer = read_until_close(&mut fourth, Duration::from_secs(5))
+        .await
+        .expect("closed");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"error\":\"overloaded\""), "{answer}");
+    assert_eq!(
+        gw.metric(
+            "gateway_connections_refused_total",
+            &[("reason", "per_ip_cap")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(origin.state.requests.load(Ordering::SeqCst), 0);
+    // One closes: a new connection is served again.
+    drop(held.pop());
+    let ok = eventually("a freed slot is reused", Duration::from_secs(5), || async {
+        let (status, _, _) = raw(&gw, "GET / HTTP/1.1\r\nHost: api.test").await;
+        (status == 200).then_some(status)
+    })
+    .await;
+    assert_eq!(ok, 200);
+}
+
+#[tokio::test]
+async fn keep_alive_connections_close_when_idle_and_after_the_request_limit() {
+    let origin = Origin::start("a").await;
+    let gw = plain_gateway(
+        &origin,
+        &["--keepalive-timeout", "1s", "--keepalive-requests", "2"],
+    )
+    .await;
+
+    // Idle: after one request the connection is closed once the idle time passes.
+    let mut s = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    s.write_all(b"GET /one HTTP/1.1\r\nHost: api.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let rest = read_until_close(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        rest.is_some(),
+        "an idle keep-alive connection is closed after --keepalive-timeout"
+    );
+
+    // Request limit: two requests are answered on one connection, and the second answer
+    // closes it.
+    let mut s = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: api.test\r\n\r\n")
+        .await
+        .unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    let first = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(
+        first.starts_with("http/1.1 200") && !first.contains("connection: close"),
+        "{first}"
+    );
+    s.write_all(b"GET /b HTTP/1.1\r\nHost: api.test\r\n\r\n")
+        .await
+        .unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // A third request on it is not answered: the connection is closed (the request follows
+    // at once, so the idle timeout plays no part).
+    let _ = s
+        .write_all(b"GET /c HTTP/1.1\r\nHost: api.test\r\n\r\n")
+        .await;
+    let third = read_until_close(&mut s, Duration::from_secs(5))
+        .await
+        .expect("closed after the limit");
+    assert!(!third.contains("HTTP/1.1 200"), "{third}");
+}
