@@ -30,6 +30,8 @@ pub mod admin;
 pub mod auth;
 pub mod forwarding;
 pub mod host;
+pub mod key;
+pub mod limit;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -16,6 +16,8 @@ pub struct Metrics {
     policy_info: IntGaugeVec,
     reloads: IntCounterVec,
     pub upstream_healthy: IntGaugeVec,
+    /// Rate limits, IP lists and load shedding (`limit::metrics`).
+    pub limits: crate::limit::metrics::LimitMetrics,
 }
 
 /// Latency buckets in seconds, 0.5 ms to 10 s.
@@ -98,7 +100,9 @@ impl Metrics {
         for r in ["success", "failure"] {
             reloads.with_label_values(&[r]);
         }
+        let limits = crate::limit::metrics::LimitMetrics::register(&registry);
         Metrics {
+            limits,
             registry,
             requests,
             latency,

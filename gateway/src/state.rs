@@ -67,6 +67,8 @@ pub struct Runtime {
     pub routes: Vec<Arc<RoutePlan>>,
     pub router: Router<RoutePlan>,
     pub unrouted_metrics: RouteMetrics,
+    /// Rate limiters, the Redis connection, the in-flight counter, IP lists.
+    pub limits: Arc<crate::limit::Runtime>,
 }
 
 impl Runtime {
@@ -86,6 +88,9 @@ impl Runtime {
             .await?;
             clusters.insert(Arc::clone(&spec.name), cluster);
         }
+        let limits = Arc::new(
+            crate::limit::Runtime::build(&policy.limits, previous.map(|p| &*p.limits), env).await?,
+        );
         let mut routes = Vec::with_capacity(policy.routes.len());
         for spec in &policy.routes {
             // Validation checked the name; a miss here is a bug, reported, not a panic.
@@ -100,6 +105,7 @@ impl Runtime {
                 spec: Arc::clone(spec),
                 cluster,
                 metrics: env.metrics.route(&spec.name),
+                limits: limits.plan(&spec.name, &spec.protection),
             }));
         }
         Ok(Runtime {
@@ -107,6 +113,7 @@ impl Runtime {
             routes,
             clusters,
             unrouted_metrics: env.metrics.route("-"),
+            limits,
             policy: Arc::new(policy),
         })
     }
@@ -116,6 +123,7 @@ impl Runtime {
     /// holds its part weakly and ends when a reload drops the part.
     pub fn start_background(&self) {
         self.clusters.values().for_each(Cluster::ensure_health_loop);
+        self.limits.start_background();
     }
 
     /// (cluster, endpoint) label pairs of the health gauge.

@@ -22,7 +22,7 @@ use toml::Spanned;
 use super::attach::Attachments;
 use super::file::PolicyFile;
 use super::{line_col, Origin, Origins, PolicyError, PolicyErrors, Snapshot, Source};
-use crate::{access_log, forwarding, route, upstream};
+use crate::{access_log, forwarding, limit, route, upstream};
 
 /// Collects located errors against the policy sources.
 pub struct Errors<'a> {
@@ -90,6 +90,10 @@ pub struct Names {
     /// Cluster name → the file that defines it. A cluster whose own definition is invalid is
     /// still listed, so routes naming it are not reported twice.
     pub clusters: HashMap<String, usize>,
+    /// `[limit.<name>]` → its file.
+    pub limits: HashMap<String, usize>,
+    /// `[ip_list.<name>]` → its file.
+    pub ip_lists: HashMap<String, usize>,
 }
 
 /// Check that `name` is one of `defined` (a `what` such as "clusters"), reporting
@@ -246,6 +250,7 @@ pub fn validate(
     let clusters = upstream::validate(&mut errs, files, attachments, base_dir, &mut names);
     let forwarding = forwarding::validate(&mut errs, files);
     let access_log = access_log::policy::validate(&mut errs, files);
+    let limits = limit::validate(&mut errs, files, attachments, base_dir, &mut names);
     let routes = route::validate(&mut errs, files, &names);
 
     if !errs.out.is_empty() {
@@ -257,6 +262,7 @@ pub fn validate(
         clusters,
         forwarding,
         access_log,
+        limits,
         origins: errs.origins,
     })
 }

@@ -46,6 +46,8 @@ pub struct Route {
     pub cluster: Arc<str>,
     pub prefix_match: PrefixMatch,
     pub forward_path: ForwardPath,
+    /// Rate limits, IP lists and shedding priority.
+    pub protection: crate::limit::RouteRules,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -67,6 +69,7 @@ pub struct RoutePlan {
     pub spec: Arc<Route>,
     pub cluster: Arc<Cluster>,
     pub metrics: RouteMetrics,
+    pub limits: crate::limit::RouteLimits,
 }
 
 impl Matchable for RoutePlan {

@@ -193,6 +193,7 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         "clusters",
         &names.clusters,
     );
+    let protection = crate::limit::route_rules(errs, fi, ri, r, names);
     if errs.count() > before || !known_cluster {
         return None;
     }
@@ -204,5 +205,6 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         cluster: Arc::from(r.cluster.get_ref().as_str()),
         prefix_match: r.prefix_match,
         forward_path: r.forward_path,
+        protection,
     })
 }
