@@ -87,6 +87,19 @@ impl Redis {
         }
     }
 
+    /// Freeze (SIGSTOP) or thaw (SIGCONT) the server: connections stay open and nothing
+    /// answers, as with a hung or partitioned Redis.
+    pub fn pause(&self, paused: bool) {
+        let Some(c) = &self.child else { return };
+        let sig = if paused { "-STOP" } else { "-CONT" };
+        let ok = Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill {sig} redis-server failed");
+    }
+
     /// Start it again on the same port (empty: no persistence).
     pub async fn restart(&mut self) {
         self.kill();

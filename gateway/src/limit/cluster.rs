@@ -68,6 +68,8 @@ pub struct RedisStore {
     client: redis::Client,
     conn: ArcSwapOption<ConnectionManager>,
     up: AtomicBool,
+    /// Whether the current outage (or the first failed connection) has been logged.
+    announced_down: AtomicBool,
     script: redis::Script,
     started: AtomicBool,
     metrics: super::metrics::LimitMetrics,
@@ -105,6 +107,7 @@ impl RedisStore {
             client,
             conn: ArcSwapOption::empty(),
             up: AtomicBool::new(false),
+            announced_down: AtomicBool::new(false),
             script: redis::Script::new(TAKE),
             started: AtomicBool::new(false),
             metrics: metrics.clone(),
@@ -120,7 +123,8 @@ impl RedisStore {
     }
 
     fn mark_down(&self, why: &str) {
-        if self.up.swap(false, Ordering::Relaxed) {
+        self.up.store(false, Ordering::Relaxed);
+        if !self.announced_down.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 reason = why,
                 fallback = ?self.spec.on_down,
@@ -131,6 +135,7 @@ impl RedisStore {
     }
 
     fn mark_up(&self) {
+        self.announced_down.store(false, Ordering::Relaxed);
         if !self.up.swap(true, Ordering::Relaxed) {
             tracing::info!("redis reachable: cluster rate limits use it again");
             self.metrics.redis_up.set(1);
@@ -195,7 +200,7 @@ impl RedisStore {
             match ConnectionManager::new_lazy_with_config(self.client.clone(), config) {
                 Ok(c) => self.conn.store(Some(Arc::new(c))),
                 Err(e) => {
-                    tracing::debug!(error = ?e.kind(), "redis connection manager");
+                    self.mark_down(&format!("{:?}", e.kind()));
                     return;
                 }
             }
@@ -207,8 +212,8 @@ impl RedisStore {
         let ping = redis::cmd("PING");
         match tokio::time::timeout(PROBE_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
             Ok(Ok(_)) => self.mark_up(),
-            Ok(Err(e)) => tracing::debug!(error = ?e.kind(), "redis probe failed"),
-            Err(_) => tracing::debug!("redis probe timed out"),
+            Ok(Err(e)) => self.mark_down(&format!("{:?}", e.kind())),
+            Err(_) => self.mark_down("no answer to PING"),
         }
     }
 }
