@@ -9,10 +9,14 @@
 //! none.
 //!
 //! **The fast path**: a grant of more than the request's cost is a lease kept in memory for
-//! the key and spent by the next requests without a round trip. A lease lasts as long as
-//! Redis needs to make its tokens again (`tokens × interval`); tokens unused by then are
-//! dropped, never returned, so an instance can only admit fewer requests than the cluster
-//! limit, never more: at most `lease` tokens per instance and key go unused.
+//! the key and spent by the next requests without a round trip ([`Leases`]: a key's lease
+//! grows while it is hot, up to the limit's `lease`, so quiet keys take nothing they do not
+//! use). A lease lasts as long as Redis needs to make its tokens again (`tokens × interval`,
+//! at least [`MIN_LEASE`]); tokens unused by then are dropped, not returned. Every admitted
+//! request spent a token Redis granted, so over any long period the fleet admits at most
+//! what the limit allows; what a lease costs is timing: within one lease's life an instance
+//! may spend up to `lease` tokens that Redis already counted, and may drop up to `lease`
+//! unused ones.
 //!
 //! **Budget and outage**: a request waits at most `redis_budget` for Redis. A timeout or an
 //! error marks Redis down (one warning in the log, `gateway_rate_limit_redis_up` 0) and the
@@ -238,10 +242,15 @@ pub fn redis_key(limit: &str, tier: &str, key: &[u8]) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// The shortest life of a lease: long enough for a hot key's next requests to use it.
+pub const MIN_LEASE: Duration = Duration::from_millis(100);
+
 /// Tokens leased from Redis for one key.
 #[derive(Debug, Clone, Copy)]
 struct Lease {
     tokens: u32,
+    /// What the last grant was (the next one may double while the key stays hot).
+    granted: u32,
     /// Monotonic time after which the tokens are dropped.
     expires: Duration,
     /// The cluster's remaining tokens when the lease was granted (for headers).
@@ -250,6 +259,12 @@ struct Lease {
 }
 
 /// Leases by key hash, for one tier of one cluster limit.
+///
+/// Leases grow like TCP's slow start: a key's first Redis call asks only for the request's
+/// cost; a key that spent its whole lease before it expired asks for twice as much next
+/// time, up to the limit's `lease`; a key that let tokens expire goes back to its cost. So a
+/// quiet key (one client's occasional requests) never takes tokens it will not use, and a
+/// hot key reaches one round trip per `lease` tokens.
 #[derive(Default)]
 pub struct Leases {
     map: DashMap<u64, Lease>,
@@ -271,24 +286,41 @@ impl Leases {
         })
     }
 
+    /// How many tokens to ask Redis for (at least `cost`, at most `max`).
+    pub fn want(&self, key: u64, cost: u32, max: u32, now: Duration) -> u32 {
+        let want = match self.map.get(&key) {
+            None => cost,
+            // Spent in time: the key is hot.
+            Some(l) if l.expires > now => l.granted.saturating_mul(2),
+            // Spent, but over a longer time than the lease lasted: same size again.
+            Some(l) if l.tokens < cost => l.granted,
+            // Tokens expired unused: start over.
+            Some(_) => cost,
+        };
+        want.clamp(cost, max.max(cost))
+    }
+
     /// Keep what Redis granted beyond `cost`.
     pub fn store(&self, key: u64, g: &Grant, cost: u32, rate: &Rate, now: Duration) {
-        let extra = g.granted.saturating_sub(cost);
-        if extra == 0 {
-            return;
-        }
         let lease = Lease {
-            tokens: extra,
-            expires: now + rate.interval * g.granted,
+            tokens: g.granted.saturating_sub(cost),
+            granted: g.granted,
+            expires: now + (rate.interval * g.granted).max(MIN_LEASE),
             remaining: g.remaining,
             reset_at: now + g.reset,
         };
+        if g.granted == 0 {
+            return;
+        }
         self.map
             .entry(key)
             .and_modify(|l| {
                 if l.expires > now {
-                    l.tokens += extra;
+                    l.tokens += lease.tokens;
+                    l.granted = lease.granted;
                     l.expires = l.expires.max(lease.expires);
+                    l.remaining = lease.remaining;
+                    l.reset_at = lease.reset_at;
                 } else {
                     *l = lease;
                 }
@@ -296,6 +328,7 @@ impl Leases {
             .or_insert(lease);
     }
 
+    /// Drop expired leases (their sizes are forgotten too: the key starts over).
     pub fn sweep(&self, now: Duration) {
         self.map.retain(|_, l| l.expires > now);
         self.map.shrink_to_fit();
@@ -345,11 +378,24 @@ mod tests {
             assert_eq!(v.remaining, 6 + left);
         }
         assert!(l.spend(9, 1, now).is_none(), "spent");
+        // Spent in time: the key is hot and asks for twice as much, up to the maximum.
+        assert_eq!(l.want(9, 1, 100, now), 8);
+        assert_eq!(l.want(9, 1, 5, now), 5);
+        assert_eq!(l.want(7, 2, 100, now), 2, "a new key asks for its cost");
         l.store(9, &g, 1, &rate(), now);
         // The lease lasts as long as Redis needs to make its 4 tokens again.
         assert!(l.spend(9, 1, now + Duration::from_millis(399)).is_some());
         assert!(l.spend(9, 1, now + Duration::from_millis(400)).is_none());
+        // Expired with tokens left: the key went quiet, start over at the cost.
+        assert_eq!(l.want(9, 1, 100, now + Duration::from_millis(400)), 1);
         l.sweep(now + Duration::from_secs(1));
         assert_eq!(l.len(), 0);
+        // A fast rate still keeps a lease for MIN_LEASE.
+        let mut fast = rate();
+        fast.interval = Duration::from_micros(1);
+        l.store(3, &g, 1, &fast, now);
+        assert!(l
+            .spend(3, 1, now + MIN_LEASE - Duration::from_millis(1))
+            .is_some());
     }
 }

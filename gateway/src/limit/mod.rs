@@ -44,7 +44,7 @@ use prometheus::{IntCounter, IntGauge};
 pub use cidr::CidrSet;
 pub use cluster::{RedisStore, KEY_PREFIX, TAKE};
 pub use file::{Mode, OnRedisDown, Scope};
-pub use local::{GovClock, Verdict, SWEEP_EVERY};
+pub use local::{Buckets, GovClock, Verdict, SWEEP_EVERY};
 pub use shed::{InFlight, Shedder};
 pub use validate::{referenced_files, route_rules, validate};
 
@@ -310,7 +310,9 @@ impl Limiter {
         }
         if let Some(redis) = self.redis.as_ref().filter(|r| r.is_up()) {
             let name = cluster::redis_key(&self.spec.limit.name, &tier.name, key);
-            let want = self.spec.limit.lease.max(cost.get());
+            let want = tier
+                .leases
+                .want(hash, cost.get(), self.spec.limit.lease, now);
             if let Some(g) = redis.take(&name, &tier.rate, want, cost.get()).await {
                 tier.leases.store(hash, &g, cost.get(), &tier.rate, now);
                 let allowed = g.granted >= cost.get();
@@ -918,6 +920,63 @@ burst = 4
                 .await
                 .unwrap(),
             None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_the_buckets_of_unchanged_limits() {
+        let text = "[limit.a]\nkey = \"ip\"\nrate = 1\nper = \"1h\"\n[limit.b]\nkey = \"ip\"\nrate = 5\n[load_shedding]\nmax_in_flight = 9\n";
+        let clock = ManualClock::new(0);
+        let metrics = crate::metrics::Metrics::new();
+        let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        let env = BuildEnv {
+            metrics: &metrics,
+            clock: &dyn_clock,
+        };
+        let first = Runtime::build(&spec(text), None, &env).await.unwrap();
+        let plan = first.plan(
+            "r",
+            &RouteRules {
+                limits: Some(vec!["a".into()]),
+                ..RouteRules::default()
+            },
+        );
+        let h = RequestHeader::build("GET", b"/", None).unwrap();
+        let r = request(&h, "10.0.0.1", None);
+        check(&plan, &r, &Method::GET, &mut RequestState::default())
+            .await
+            .unwrap();
+        // `b` changes; `a` and the shedder are kept, with their state.
+        let second = Runtime::build(
+            &spec(&text.replace("rate = 5", "rate = 6")),
+            Some(&first),
+            &env,
+        )
+        .await
+        .unwrap();
+        assert!(Arc::ptr_eq(
+            first.limiter("a").unwrap(),
+            second.limiter("a").unwrap()
+        ));
+        assert!(!Arc::ptr_eq(
+            first.limiter("b").unwrap(),
+            second.limiter("b").unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            first.shedder.as_ref().unwrap(),
+            second.shedder.as_ref().unwrap()
+        ));
+        let plan = second.plan(
+            "r",
+            &RouteRules {
+                limits: Some(vec!["a".into()]),
+                ..RouteRules::default()
+            },
+        );
+        let denied = check(&plan, &r, &Method::GET, &mut RequestState::default()).await;
+        assert!(
+            denied.is_err(),
+            "the spent token stayed spent across the reload"
         );
     }
 
