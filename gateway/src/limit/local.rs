@@ -117,6 +117,10 @@ impl Buckets {
     pub fn len(&self) -> usize {
         self.gov.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.gov.is_empty()
+    }
 }
 
 /// Hashes key bytes for the maps, and notices when a limiter outgrows `max_keys`.
@@ -232,7 +236,7 @@ mod tests {
         assert!(!b.check(1, NonZeroU32::new(5).unwrap()).allowed);
         clock.advance(Duration::from_secs(2));
         b.sweep();
-        assert_eq!(b.len(), 0);
+        assert!(b.is_empty());
     }
 
     #[test]
