@@ -746,3 +746,36 @@ async fn redis_down_with_deny_refuses_and_with_a_small_local_share_limits() {
     .await;
     assert_eq!(hits(&origin), 2);
 }
+
+#[test]
+fn gateway_check_names_file_line_and_field_of_bad_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        ("c.toml", "[cluster.a]\nendpoints = [\"127.0.0.1:9\"]\n"),
+        (
+            "limits.toml",
+            "[limit.per_ip]\nkey = \"ip\"\nrate = 0\n\n[limit.by_key]\nkey = \"haeder:x-api-key\"\nrate = 5\nburst = 0\n\n[ip_list.bad]\ncidrs = [\"10.0.0.0/40\"]\nfiles = [\"missing.txt\"]\n\n[[route]]\nname = \"r\"\ncluster = \"a\"\nlimits = [\"per_pi\"]\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let out = std::process::Command::new(e2e::bin("gateway"))
+        .arg("check")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err =
+        String::from_utf8_lossy(&out.stderr).replace(&format!("{}/", dir.path().display()), "");
+    for expected in [
+        "limits.toml:3:8: limit.per_ip.rate: found `0`, expected a positive whole number",
+        "limits.toml:6:7: limit.by_key.key: found `haeder:x-api-key` (unknown key source)",
+        "limits.toml:8:9: limit.by_key.burst: found `0`",
+        "limits.toml:11:10: ip_list.bad.cidrs[0]: found `10.0.0.0/40`",
+        "limits.toml:12:10: ip_list.bad.files[0]: cannot read",
+        "limits.toml:17:11: route[0].limits[0]: found `per_pi`, expected one of the defined limits: [by_key, per_ip] (did you mean `per_ip`?)",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
