@@ -17,8 +17,8 @@
 //! | `claim:sub + route` | a tuple: every part must be present |
 //!
 //! [`KeySpec::write`] appends the key's bytes to a caller-owned [`KeyBuf`] (reused across the
-//! keys of one request), so taking a key allocates nothing once the buffer has grown: IPs are
-//! written as their octets, text values as they are. A request without one of the parts
+//! keys of one request, on the stack up to 96 bytes), so taking a key allocates nothing: IPs
+//! are written as their octets, text values as they are. A request without one of the parts
 //! (no such header, no token) has no key, and the caller decides what that means.
 
 use std::borrow::Cow;
@@ -70,21 +70,86 @@ pub struct Request<'a> {
     pub identity: Option<&'a Identity>,
 }
 
-/// A reusable buffer for key bytes.
-#[derive(Debug, Default)]
-pub struct KeyBuf(Vec<u8>);
+/// Key bytes kept inline up to this size (an address, a user id, most API keys); longer
+/// keys move to the heap.
+const INLINE: usize = 96;
+
+/// A reusable buffer for key bytes: on the stack until a key outgrows [`INLINE`] bytes.
+#[derive(Debug)]
+pub struct KeyBuf {
+    inline: [u8; INLINE],
+    len: usize,
+    heap: Vec<u8>,
+    spilled: bool,
+}
+
+impl Default for KeyBuf {
+    fn default() -> Self {
+        KeyBuf::new()
+    }
+}
 
 impl KeyBuf {
     pub fn new() -> KeyBuf {
-        KeyBuf(Vec::with_capacity(64))
+        KeyBuf {
+            inline: [0; INLINE],
+            len: 0,
+            heap: Vec::new(),
+            spilled: false,
+        }
     }
 
     pub fn clear(&mut self) {
-        self.0.clear();
+        self.len = 0;
+        self.heap.clear();
+        self.spilled = false;
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        if self.spilled {
+            &self.heap
+        } else {
+            &self.inline[..self.len]
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn spill(&mut self) {
+        if !self.spilled {
+            self.heap.extend_from_slice(&self.inline[..self.len]);
+            self.spilled = true;
+        }
+    }
+
+    pub fn push(&mut self, b: u8) {
+        self.extend_from_slice(&[b]);
+    }
+
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        if !self.spilled {
+            if let Some(dst) = self.inline.get_mut(self.len..self.len + bytes.len()) {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+                return;
+            }
+            self.spill();
+        }
+        self.heap.extend_from_slice(bytes);
+    }
+
+    pub fn truncate(&mut self, len: usize) {
+        if self.spilled {
+            self.heap.truncate(len);
+        } else {
+            self.len = self.len.min(len);
+        }
     }
 }
 
@@ -104,13 +169,13 @@ impl KeySpec {
     /// Append this key's bytes for `req` to `out`. Returns `false` (and leaves `out` as it
     /// was) when a part is missing from the request.
     pub fn write(&self, req: &Request<'_>, out: &mut KeyBuf) -> bool {
-        let start = out.0.len();
+        let start = out.len();
         for (i, part) in self.parts.iter().enumerate() {
             if i > 0 {
-                out.0.push(SEP);
+                out.push(SEP);
             }
-            if !part.write(req, &mut out.0) {
-                out.0.truncate(start);
+            if !part.write(req, out) {
+                out.truncate(start);
                 return false;
             }
         }
@@ -128,7 +193,7 @@ impl KeySpec {
 }
 
 impl Source {
-    fn write(&self, req: &Request<'_>, out: &mut Vec<u8>) -> bool {
+    fn write(&self, req: &Request<'_>, out: &mut KeyBuf) -> bool {
         match self {
             Source::ClientIp => match req.client_ip {
                 Some(ip) => {
@@ -215,7 +280,7 @@ impl Source {
     }
 }
 
-fn write_ip(ip: IpAddr, out: &mut Vec<u8>) {
+fn write_ip(ip: IpAddr, out: &mut KeyBuf) {
     match ip.to_canonical() {
         IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
         IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
@@ -268,14 +333,14 @@ fn decoded_eq(encoded: &[u8], plain: &[u8]) -> bool {
     if !encoded.contains(&b'%') && !encoded.contains(&b'+') {
         return encoded == plain;
     }
-    let mut buf = Vec::with_capacity(encoded.len());
+    let mut buf = KeyBuf::new();
     percent_decode_into(encoded, &mut buf);
-    buf == plain
+    buf.as_bytes() == plain
 }
 
 /// Percent-decode (and `+` → space) so that `a%62c` and `abc` are one key: otherwise each
 /// spelling of a value would get a bucket of its own.
-fn percent_decode_into(v: &[u8], out: &mut Vec<u8>) {
+fn percent_decode_into(v: &[u8], out: &mut KeyBuf) {
     let hex = |b: u8| match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -475,6 +540,28 @@ mod tests {
     }
 
     #[test]
+    fn long_keys_spill_to_the_heap_intact() {
+        let long = "k".repeat(300);
+        let h = req("/", &[("x-api-key", &long)]);
+        let r = Request {
+            header: &h,
+            path: "/",
+            client_ip: None,
+            route: "route-name",
+            identity: None,
+        };
+        let got = key("route + header:x-api-key", &r).unwrap();
+        assert_eq!(got, format!("route-name\x1f{long}").into_bytes());
+        let mut buf = KeyBuf::new();
+        buf.extend_from_slice(&[1; INLINE]);
+        buf.push(2);
+        buf.truncate(INLINE - 1);
+        assert_eq!(buf.len(), INLINE - 1);
+        buf.clear();
+        assert!(buf.is_empty());
+    }
+
+    #[test]
     fn networks_mask_the_address() {
         let h = req("/", &[]);
         let at = |ip: &str| Request {
@@ -519,9 +606,9 @@ mod tests {
         assert_eq!(key("query:k", &r(&h1)), Some(b"abc".to_vec()));
         assert_eq!(key("query:k", &r(&h2)), Some(b"abc".to_vec()));
         assert_eq!(key("query:k", &r(&h3)), Some(b"abc".to_vec()));
-        let mut out = Vec::new();
+        let mut out = KeyBuf::new();
         percent_decode_into(b"a%2", &mut out);
-        assert_eq!(out, b"a%2");
+        assert_eq!(out.as_bytes(), b"a%2");
     }
 
     #[test]

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use http::header::{HeaderName, RETRY_AFTER};
+use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::Method;
 use pingora::http::ResponseHeader;
 use prometheus::{IntCounter, IntGauge};
@@ -181,6 +181,7 @@ pub struct LimiterSpec {
 struct Tier {
     name: Box<str>,
     rate: Rate,
+    headers: Arc<TierHeaders>,
     local: local::Buckets,
     leases: cluster::Leases,
 }
@@ -210,6 +211,7 @@ impl Part for Limiter {
 pub struct Checked<'l> {
     pub verdict: Verdict,
     pub rate: &'l Rate,
+    pub headers: &'l Arc<TierHeaders>,
 }
 
 impl Limiter {
@@ -234,6 +236,7 @@ impl Limiter {
             };
             Tier {
                 name: name.into(),
+                headers: Arc::new(TierHeaders::new(&l.name, rate)),
                 rate: rate.clone(),
                 local: local::Buckets::new(local_rate, GovClock(Arc::clone(clock))),
                 leases: cluster::Leases::default(),
@@ -300,6 +303,7 @@ impl Limiter {
         Some(Checked {
             verdict,
             rate: &tier.rate,
+            headers: &tier.headers,
         })
     }
 
@@ -549,12 +553,37 @@ pub struct RequestState {
     pub in_flight: Option<InFlight>,
 }
 
-/// The numbers behind the rate-limit headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderInfo {
+/// The parts of the rate-limit headers that one tier of one limit fixes, made once when the
+/// limiter is built rather than formatted per response.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TierHeaders {
     pub policy: Arc<str>,
     pub quota: u32,
     pub window_secs: u64,
+    policy_value: HeaderValue,
+    limit_value: HeaderValue,
+}
+
+impl TierHeaders {
+    fn new(policy: &Arc<str>, rate: &Rate) -> TierHeaders {
+        let quota = rate.rate.get();
+        let window_secs = whole_secs(rate.per).max(1);
+        TierHeaders {
+            policy: Arc::clone(policy),
+            quota,
+            window_secs,
+            // Limit names are validated (letters, digits, `-_.`): always a valid value.
+            policy_value: HeaderValue::from_str(&format!("\"{policy}\";q={quota};w={window_secs}"))
+                .unwrap_or(HeaderValue::from_static("")),
+            limit_value: HeaderValue::from(quota),
+        }
+    }
+}
+
+/// The numbers behind the rate-limit headers of one response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderInfo {
+    pub tier: Arc<TierHeaders>,
     pub remaining: u32,
     pub reset_secs: u64,
 }
@@ -641,8 +670,8 @@ pub async fn check(
     let mut buf = KeyBuf::new();
     let mut decision = None;
     // The enforcing denial with the longest wait, and the tightest enforcing verdict.
-    let mut denied: Option<(&Limiter, Verdict, &Rate)> = None;
-    let mut tightest: Option<(&Limiter, Verdict, &Rate)> = None;
+    let mut denied: Option<(&Limiter, Verdict, Checked<'_>)> = None;
+    let mut tightest: Option<(&Limiter, Verdict, Checked<'_>)> = None;
     for (limiter, counters) in &plan.limits {
         let Some(c) = limiter.check(req, &mut buf, method).await else {
             continue;
@@ -661,24 +690,23 @@ pub async fn check(
             (false, Mode::Enforce) => {
                 counters.limited.inc();
                 if denied.is_none_or(|(_, d, _)| v.retry_after > d.retry_after) {
-                    denied = Some((limiter, v, c.rate));
+                    denied = Some((limiter, v, c));
                 }
             }
         }
         if limiter.mode() == Mode::Enforce
             && tightest.is_none_or(|(_, t, _)| v.remaining < t.remaining)
         {
-            tightest = Some((limiter, v, c.rate));
+            tightest = Some((limiter, v, c));
         }
     }
-    let info = |(l, v, r): (&Limiter, Verdict, &Rate)| HeaderInfo {
-        policy: Arc::clone(&l.spec.limit.name),
-        quota: r.rate.get(),
-        window_secs: whole_secs(r.per).max(1),
+    let info = |(_, v, c): (&Limiter, Verdict, Checked<'_>)| HeaderInfo {
+        tier: Arc::clone(c.headers),
         remaining: v.remaining,
         reset_secs: whole_secs(v.reset),
     };
-    if let Some((l, v, r)) = denied {
+    if let Some((l, v, c)) = denied {
+        let r = c.rate;
         let mut reject = Reject::new(ErrorClass::RateLimited)
             .message(format!(
                 "rate limit exceeded: {} per {} ({})",
@@ -688,7 +716,7 @@ pub async fn check(
             ))
             .header(RETRY_AFTER, whole_secs(v.retry_after).max(1));
         if plan.headers {
-            for (name, value) in header_values(&info((l, v, r))) {
+            for (name, value) in header_values(&info((l, v, c))) {
                 reject = reject.header(name, value);
             }
         }
@@ -704,19 +732,18 @@ pub async fn check(
 }
 
 /// The rate-limit headers: the IETF draft's (revision 08) and the `X-RateLimit-*` ones.
-pub fn header_values(h: &HeaderInfo) -> [(HeaderName, String); 5] {
+pub fn header_values(h: &HeaderInfo) -> [(HeaderName, HeaderValue); 5] {
+    let t = &h.tier;
+    let ratelimit = format!("\"{}\";r={};t={}", t.policy, h.remaining, h.reset_secs);
     [
-        (
-            RATELIMIT_POLICY,
-            format!("\"{}\";q={};w={}", h.policy, h.quota, h.window_secs),
-        ),
+        (RATELIMIT_POLICY, t.policy_value.clone()),
         (
             RATELIMIT,
-            format!("\"{}\";r={};t={}", h.policy, h.remaining, h.reset_secs),
+            HeaderValue::from_str(&ratelimit).unwrap_or(HeaderValue::from_static("")),
         ),
-        (X_RATELIMIT_LIMIT, h.quota.to_string()),
-        (X_RATELIMIT_REMAINING, h.remaining.to_string()),
-        (X_RATELIMIT_RESET, h.reset_secs.to_string()),
+        (X_RATELIMIT_LIMIT, t.limit_value.clone()),
+        (X_RATELIMIT_REMAINING, HeaderValue::from(h.remaining)),
+        (X_RATELIMIT_RESET, HeaderValue::from(h.reset_secs)),
     ]
 }
 
@@ -807,7 +834,12 @@ mode = "shadow"
         );
         let hi = st.headers.clone().unwrap();
         assert_eq!(
-            (&*hi.policy, hi.quota, hi.window_secs, hi.remaining),
+            (
+                &*hi.tier.policy,
+                hi.tier.quota,
+                hi.tier.window_secs,
+                hi.remaining
+            ),
             ("fast", 10, 1, 2)
         );
         // Second: the shadow limit is over but lets it through.
