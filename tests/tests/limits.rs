@@ -779,3 +779,51 @@ fn gateway_check_names_file_line_and_field_of_bad_limits() {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
 }
+
+#[tokio::test]
+async fn cluster_limits_authenticate_to_redis_and_never_log_the_password() {
+    let origin = Origin::start("a").await;
+    let redis = Redis::start().await;
+    assert_eq!(
+        redis.cli(&["CONFIG", "SET", "requirepass", "s3cret-pw"]),
+        "OK"
+    );
+    let policy = cluster_limits(&redis, 1, 3, 1, "deny")
+        .replace("redis://", "redis://:s3cret-pw@")
+        .replace("rate = 1\n", "rate = 1\nper = \"1h\"\n");
+    let gw = Gateway::start(&[("c.toml", &cluster(&origin)), ("limits.toml", &policy)]).await;
+    redis_up(&gw).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(send(&client, &gw.url("/x"), &[]).await.status);
+    }
+    // Decided by Redis (on_redis_down = "deny" would refuse everything).
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let keys = redis.cli(&[
+        "-a",
+        "s3cret-pw",
+        "--no-auth-warning",
+        "--scan",
+        "--pattern",
+        "edgeway:rl:*",
+    ]);
+    assert!(keys.starts_with("edgeway:rl:{shared:"), "{keys}");
+    // A wrong password: Redis refuses, the gateway logs why without the URL.
+    gw.write_policy("limits.toml", &policy.replace("s3cret-pw", "wrong-pw"));
+    eventually(
+        "fallback after the reload",
+        Duration::from_secs(10),
+        || async {
+            (send(&client, &gw.url("/y"), &[]).await.status == 429
+                && gw.log().contains("redis unreachable"))
+            .then_some(())
+        },
+    )
+    .await;
+    let log = gw.log();
+    assert!(
+        !log.contains("s3cret-pw") && !log.contains("wrong-pw"),
+        "{log}"
+    );
+}
