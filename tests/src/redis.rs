@@ -12,23 +12,56 @@ pub struct Redis {
     pub addr: SocketAddr,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    tls: Option<Tls>,
+}
+
+/// Certificate, key and CA (PEM files) of a TLS-only Redis.
+#[derive(Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 impl Redis {
     /// Start a throwaway redis-server (no persistence) and wait until it answers PING.
     pub async fn start() -> Redis {
+        Self::start_with(None).await
+    }
+
+    /// A Redis that speaks only TLS (`rediss://`), with this certificate.
+    pub async fn start_tls(tls: Tls) -> Redis {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<Tls>) -> Redis {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut r = Redis {
             addr,
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
+            tls,
         };
         r.spawn().await;
         r
     }
 
     pub fn url(&self) -> String {
-        format!("redis://{}/", self.addr)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://{}/", self.addr)
+    }
+
+    fn cli_command(&self) -> Command {
+        let mut c = Command::new("redis-cli");
+        c.args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()]);
+        if let Some(t) = &self.tls {
+            c.arg("--tls").arg("--cacert").arg(&t.ca);
+        }
+        c
     }
 
     fn log_path(&self) -> PathBuf {
@@ -37,13 +70,24 @@ impl Redis {
 
     async fn spawn(&mut self) {
         let log = std::fs::File::create(self.log_path()).expect("redis log");
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &self.addr.port().to_string(),
-            ])
+        let port = self.addr.port().to_string();
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => {
+                cmd.args(["--bind", "127.0.0.1", "--port", &port]);
+            }
+            Some(t) => {
+                cmd.args(["--bind", "127.0.0.1", "--port", "0", "--tls-port", &port])
+                    .arg("--tls-cert-file")
+                    .arg(&t.cert)
+                    .arg("--tls-key-file")
+                    .arg(&t.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&t.ca)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
+        let child = cmd
             .args([
                 "--save",
                 "",
@@ -60,6 +104,22 @@ impl Redis {
             .expect("spawn redis-server (scripts/ensure-deps installs it)");
         self.child = Some(child);
         let addr = self.addr;
+        if self.tls.is_some() {
+            let mut probe = self.cli_command();
+            probe.arg("PING");
+            eventually(
+                "redis-server PING over TLS",
+                Duration::from_secs(10),
+                || {
+                    let ok = probe
+                        .output()
+                        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG");
+                    async move { ok.then_some(()) }
+                },
+            )
+            .await;
+            return;
+        }
         eventually(
             "redis-server PING",
             Duration::from_secs(10),
@@ -70,8 +130,8 @@ impl Redis {
 
     /// Run one command through `redis-cli` and return its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()])
+        let out = self
+            .cli_command()
             .args(args)
             .output()
             .expect("run redis-cli");

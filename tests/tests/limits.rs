@@ -827,3 +827,46 @@ async fn cluster_limits_authenticate_to_redis_and_never_log_the_password() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn cluster_limits_reach_redis_over_tls_with_a_policy_ca() {
+    let origin = Origin::start("a").await;
+    let certs = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new(e2e::bin("gateway"))
+        .args(["gen-certs", "--out"])
+        .arg(certs.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "gateway gen-certs");
+    let redis = Redis::start_tls(e2e::redis::Tls {
+        cert: certs.path().join("server.pem"),
+        key: certs.path().join("server.key"),
+        ca: certs.path().join("ca.pem"),
+    })
+    .await;
+    assert!(redis.url().starts_with("rediss://"));
+    let ca = std::fs::read_to_string(certs.path().join("ca.pem")).unwrap();
+    let policy = cluster_limits(&redis, 1, 2, 1, "allow")
+        .replace("rate = 1\n", "rate = 1\nper = \"1h\"\n")
+        .replace(
+            "instances = 2\n",
+            "instances = 2\nredis_ca_file = \"redis-ca.pem\"\n",
+        );
+    let gw = Gateway::start(&[
+        ("c.toml", &cluster(&origin)),
+        ("limits.toml", &policy),
+        ("redis-ca.pem", &ca),
+    ])
+    .await;
+    redis_up(&gw).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(send(&client, &gw.url("/x"), &[]).await.status);
+    }
+    // Decided by Redis (on_redis_down = "allow" would let everything through).
+    assert_eq!(statuses, [200, 200, 429]);
+    let keys = redis.cli(&["--scan", "--pattern", "edgeway:rl:*"]);
+    assert!(keys.starts_with("edgeway:rl:{shared:"), "{keys}");
+}

@@ -100,11 +100,20 @@ impl RedisStore {
         spec: &RedisSpec,
         metrics: &super::metrics::LimitMetrics,
     ) -> Result<RedisStore, crate::state::BuildError> {
-        let client =
-            redis::Client::open(spec.url.as_str()).map_err(|e| crate::state::BuildError {
-                field: "rate_limits.redis_url".into(),
-                message: format!("not a Redis URL ({:?})", e.kind()),
-            })?;
+        let client = match &spec.ca_pem {
+            None => redis::Client::open(spec.url.as_str()),
+            Some(pem) => redis::Client::build_with_tls(
+                spec.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+        }
+        .map_err(|e| crate::state::BuildError {
+            field: "rate_limits.redis_url".into(),
+            message: format!("cannot use this Redis URL ({:?})", e.kind()),
+        })?;
         metrics.redis_up.set(0);
         Ok(RedisStore {
             spec: spec.clone(),

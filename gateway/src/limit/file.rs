@@ -107,10 +107,15 @@ pub struct RateLimitsFile {
     #[schemars(with = "Vec<String>")]
     pub default: Vec<Spanned<String>>,
     /// Redis for `scope = "cluster"` limits: `redis://[:password@]host:port/[db]` (AUTH with
-    /// user and password: `redis://user:password@host/`).
+    /// user and password: `redis://user:password@host/`); `rediss://` for TLS.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub redis_url: Option<Spanned<String>>,
+    /// PEM file of the CA certificates that sign the Redis server's certificate, for a
+    /// `rediss://` URL (relative to the policy directory). Default: the system's roots.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub redis_ca_file: Option<Spanned<String>>,
     /// The longest a request waits for Redis before deciding without it. Default `5ms`.
     #[serde(default)]
     #[schemars(with = "Option<String>")]

@@ -106,6 +106,8 @@ impl LimitSpec {
 pub struct RedisSpec {
     /// May hold a password: never printed.
     pub url: String,
+    /// PEM CA certificates for `rediss://` (else the system's roots).
+    pub ca_pem: Option<Vec<u8>>,
     pub budget: Duration,
     pub on_down: OnRedisDown,
     pub instances: u32,
@@ -115,6 +117,7 @@ impl std::fmt::Debug for RedisSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSpec")
             .field("url", &"<redacted>")
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
             .field("budget", &self.budget)
             .field("on_down", &self.on_down)
             .field("instances", &self.instances)

@@ -30,9 +30,15 @@ pub const DEFAULT_SHED_RETRY: Duration = Duration::from_secs(1);
 
 /// Files the protection sections refer to (IP list files), for [`Attachments::load`].
 pub fn referenced_files(f: &crate::policy::file::PolicyFile) -> impl Iterator<Item = &str> {
+    let ca = f
+        .rate_limits
+        .as_ref()
+        .and_then(|r| r.get_ref().redis_ca_file.as_ref())
+        .map(|p| p.get_ref().as_str());
     f.ip_lists
         .values()
         .flat_map(|l| l.get_ref().files.iter().map(|p| p.get_ref().as_str()))
+        .chain(ca)
 }
 
 /// Every protection section; records the names routes may use in `names`.
@@ -101,11 +107,53 @@ pub fn validate(
             DEFAULT_REDIS_BUDGET,
         );
         let instances = positive(errs, fi, "rate_limits.instances", s.instances.as_ref(), 1);
+        let tls = s
+            .redis_url
+            .as_ref()
+            .is_some_and(|u| u.get_ref().starts_with("rediss://"));
+        let ca_pem = match &s.redis_ca_file {
+            None => None,
+            Some(p) if !tls => {
+                errs.at(
+                    fi,
+                    p.span(),
+                    "rate_limits.redis_ca_file",
+                    "found a CA file, but redis_url is not a `rediss://` (TLS) URL".into(),
+                );
+                None
+            }
+            Some(p) => match attachments.get(base_dir, p.get_ref()) {
+                Err(e) => {
+                    errs.at(fi, p.span(), "rate_limits.redis_ca_file", e);
+                    None
+                }
+                Ok(bytes) => {
+                    let certs = rustls_pemfile::certs(&mut &bytes[..])
+                        .collect::<Result<Vec<_>, _>>()
+                        .unwrap_or_default();
+                    if certs.is_empty() {
+                        errs.at(
+                            fi,
+                            p.span(),
+                            "rate_limits.redis_ca_file",
+                            format!(
+                                "`{}` holds no PEM certificate, expected the CA certificates of the Redis server",
+                                p.get_ref()
+                            ),
+                        );
+                        None
+                    } else {
+                        Some(bytes.to_vec())
+                    }
+                }
+            },
+        };
         if let Some(url) = &s.redis_url {
             match redis::Client::open(url.get_ref().as_str()) {
                 Ok(_) => {
                     policy.settings.redis = Some(RedisSpec {
                         url: url.get_ref().clone(),
+                        ca_pem,
                         budget: budget.unwrap_or(DEFAULT_REDIS_BUDGET),
                         on_down: s.on_redis_down,
                         instances: instances.map_or(1, NonZeroU32::get),
@@ -118,7 +166,7 @@ pub fn validate(
                     url.span(),
                     "rate_limits.redis_url",
                     format!(
-                        "not a Redis URL ({:?}), expected `redis://[user:password@]host:port/[db]`",
+                        "not a Redis URL ({:?}), expected `redis://[user:password@]host:port/[db]` or `rediss://…`",
                         e.kind()
                     ),
                 ),
@@ -654,6 +702,16 @@ rate_limit_headers = false
                 "rate_limits.redis_url",
                 "not a Redis URL",
             ),
+            (
+                "[rate_limits]\nredis_url = \"redis://h/\"\nredis_ca_file = \"ca.pem\"\n",
+                "rate_limits.redis_ca_file",
+                "not a `rediss://`",
+            ),
+            (
+                "[rate_limits]\nredis_url = \"rediss://h/\"\nredis_ca_file = \"ca.pem\"\n",
+                "rate_limits.redis_ca_file",
+                "cannot read",
+            ),
         ];
         for (text, field, msg) in cases {
             let e = one_error(&[("limits.toml", text)]);
@@ -661,6 +719,19 @@ rate_limit_headers = false
             assert!(e.message.contains(msg), "{e}");
             assert!(e.file.ends_with("limits.toml") && e.line > 0, "{e}");
         }
+    }
+
+    #[test]
+    fn a_redis_ca_file_must_hold_certificates() {
+        let e = one_error(&[
+            ("ca.pem", "not a certificate\n"),
+            (
+                "limits.toml",
+                "[rate_limits]\nredis_url = \"rediss://h/\"\nredis_ca_file = \"ca.pem\"\n",
+            ),
+        ]);
+        assert_eq!((e.field.as_str(), e.line), ("rate_limits.redis_ca_file", 3));
+        assert!(e.message.contains("holds no PEM certificate"), "{e}");
     }
 
     #[test]
