@@ -99,7 +99,8 @@ impl Buckets {
                 reset: full(0),
                 retry_after: not_until.wait_time_from(governor::clock::Clock::now(&self.clock)),
             },
-            // Validation keeps costs within every burst; treat the impossible as a denial.
+            // More than the bucket holds (a route's `limit_cost` times the method's cost): it
+            // can never pass.
             Err(_) => Verdict {
                 allowed: false,
                 remaining: 0,

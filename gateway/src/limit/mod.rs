@@ -158,6 +158,8 @@ pub struct RouteRules {
     pub priority: u8,
     pub ip_allow: Vec<Arc<str>>,
     pub ip_deny: Vec<Arc<str>>,
+    /// Tokens a request on this route spends, times the limit's cost for its method.
+    pub cost: NonZeroU32,
 }
 
 impl Default for RouteRules {
@@ -168,6 +170,7 @@ impl Default for RouteRules {
             priority: PRIORITY_NORMAL,
             ip_allow: Vec::new(),
             ip_deny: Vec::new(),
+            cost: NonZeroU32::MIN,
         }
     }
 }
@@ -278,6 +281,7 @@ impl Limiter {
         req: &key::Request<'_>,
         buf: &mut KeyBuf,
         method: &Method,
+        route_cost: NonZeroU32,
     ) -> Option<Checked<'_>> {
         let l = &self.spec.limit;
         let tier = match &l.tier_key {
@@ -297,7 +301,7 @@ impl Limiter {
             return None;
         }
         let hash = self.keys.hash(buf.as_bytes());
-        let cost = l.cost(method);
+        let cost = l.cost(method).saturating_mul(route_cost);
         self.keys.count(|| self.len());
         let verdict = match l.scope {
             Scope::Local => tier.local.check(hash, cost),
@@ -522,6 +526,7 @@ impl Runtime {
             limits,
             headers: rules.headers,
             priority: rules.priority,
+            cost: rules.cost,
             allow: lists(&rules.ip_allow),
             deny: lists(&rules.ip_deny),
             shedder: self.shedder.clone(),
@@ -540,6 +545,7 @@ pub struct RouteLimits {
     limits: Vec<(Arc<Limiter>, DecisionCounters)>,
     headers: bool,
     priority: u8,
+    cost: NonZeroU32,
     allow: Vec<Arc<CidrSet>>,
     deny: Vec<Arc<CidrSet>>,
     shedder: Option<Arc<Shedder>>,
@@ -676,7 +682,7 @@ pub async fn check(
     let mut denied: Option<(&Limiter, Verdict, Checked<'_>)> = None;
     let mut tightest: Option<(&Limiter, Verdict, Checked<'_>)> = None;
     for (limiter, counters) in &plan.limits {
-        let Some(c) = limiter.check(req, &mut buf, method).await else {
+        let Some(c) = limiter.check(req, &mut buf, method, plan.cost).await else {
             continue;
         };
         let v = c.verdict;
@@ -948,6 +954,20 @@ burst = 4
         );
         // Cost: POST spends 2 of the pro burst of 4.
         assert_eq!(passes(id("d", "pro"), Method::POST).await, 2);
+        // A route's cost multiplies the method's: 2 × 2 of the pro burst of 4.
+        let costly = rt.plan(
+            "r",
+            &RouteRules {
+                limits: Some(vec!["per_user".into()]),
+                cost: NonZeroU32::new(2).unwrap(),
+                ..RouteRules::default()
+            },
+        );
+        let who = id("e", "pro");
+        let r = request(&h, "10.0.0.1", Some(&who));
+        let mut st = RequestState::default();
+        assert!(check(&costly, &r, &Method::POST, &mut st).await.is_ok());
+        assert!(check(&costly, &r, &Method::POST, &mut st).await.is_err());
         // No token: no key, the limit does not apply.
         let r = request(&h, "10.0.0.1", None);
         assert_eq!(

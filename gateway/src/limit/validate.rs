@@ -543,6 +543,14 @@ pub fn route_rules(
         limits,
         headers: r.rate_limit_headers,
         priority,
+        cost: positive(
+            errs,
+            fi,
+            &format!("{f}.limit_cost"),
+            r.limit_cost.as_ref(),
+            1,
+        )
+        .unwrap_or(NonZeroU32::MIN),
         ip_allow: list_names(errs, fi, &format!("{f}.ip_allow"), &r.ip_allow, names),
         ip_deny: list_names(errs, fi, &format!("{f}.ip_deny"), &r.ip_deny, names),
     }
@@ -619,6 +627,7 @@ limits = ["per_ip", "per_user"]
 priority = "bulk"
 ip_allow = ["office"]
 rate_limit_headers = false
+limit_cost = 3
 "#,
             ),
         ])
@@ -636,6 +645,7 @@ rate_limit_headers = false
         assert_eq!((redis.instances, redis.budget.as_millis()), (4, 3));
         assert_eq!(s.routes[0].protection.priority, super::PRIORITY_BULK);
         assert!(!s.routes[0].protection.headers);
+        assert_eq!(s.routes[0].protection.cost.get(), 3);
         assert_eq!(l.shedding.as_ref().unwrap().max_in_flight, 100);
     }
 

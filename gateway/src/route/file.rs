@@ -44,6 +44,11 @@ pub struct RouteFile {
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
     pub limits: Option<Vec<Spanned<String>>>,
+    /// Tokens a request on this route spends from each of its limits, times the limit's
+    /// `cost` for the method (default 1): an upload route can cost 10 of a shared budget.
+    #[serde(default)]
+    #[schemars(with = "Option<i64>")]
+    pub limit_cost: Option<Spanned<i64>>,
     /// Send the `RateLimit`, `RateLimit-Policy` and `X-RateLimit-*` headers (default true).
     #[serde(default = "yes")]
     pub rate_limit_headers: bool,
