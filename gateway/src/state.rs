@@ -205,6 +205,7 @@ impl Shared {
             .difference(&rt.endpoint_labels())
             .cloned()
             .collect();
+        crate::limit::forget_removed(&self.metrics.limits, &current, &rt);
         self.current.store(rt);
         // Endpoints no longer in any cluster leave the health gauge, so dashboards do not
         // show a removed endpoint as healthy (or down) forever.

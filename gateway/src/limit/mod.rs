@@ -540,6 +540,45 @@ impl Runtime {
     }
 }
 
+/// After a reload: remove the metric label sets of the (route, limit) pairs, limits and
+/// routes that `after` no longer has, so that dashboards do not show them forever.
+pub fn forget_removed(
+    m: &LimitMetrics,
+    before: &crate::state::Runtime,
+    after: &crate::state::Runtime,
+) {
+    use std::collections::HashSet;
+    let pairs = |rt: &crate::state::Runtime| -> HashSet<(String, String)> {
+        rt.routes
+            .iter()
+            .flat_map(|p| {
+                p.limits
+                    .limits
+                    .iter()
+                    .map(move |(l, _)| (p.name().to_string(), l.name().to_string()))
+            })
+            .collect()
+    };
+    for (route, limit) in pairs(before).difference(&pairs(after)) {
+        for d in ["allowed", "limited", "shadow"] {
+            let _ = m.decisions.remove_label_values(&[route, limit, d]);
+        }
+    }
+    for name in before.limits.limiters.keys() {
+        if !after.limits.limiters.contains_key(name) {
+            let _ = m.keys.remove_label_values(&[name]);
+            let _ = m.fallback.remove_label_values(&[name]);
+        }
+    }
+    let routes: HashSet<&str> = after.routes.iter().map(|p| p.name()).collect();
+    for p in &before.routes {
+        if !routes.contains(p.name()) {
+            let _ = m.ip_denied.remove_label_values(&[p.name()]);
+            let _ = m.shed.remove_label_values(&[p.name()]);
+        }
+    }
+}
+
 /// Everything the request path needs to protect one route; on its `RoutePlan`.
 pub struct RouteLimits {
     limits: Vec<(Arc<Limiter>, DecisionCounters)>,
@@ -1033,6 +1072,35 @@ burst = 4
             denied.is_err(),
             "the spent token stayed spent across the reload"
         );
+    }
+
+    #[tokio::test]
+    async fn a_reload_forgets_the_metrics_of_removed_limits_and_routes() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |text: &str| {
+            std::fs::write(
+                dir.path().join("p.toml"),
+                format!("[cluster.api]\nendpoints = [\"127.0.0.1:9\"]\n{text}"),
+            )
+            .unwrap()
+        };
+        let limits = "[limit.a]\nkey = \"ip\"\nrate = 1\n[limit.b]\nkey = \"ip\"\nrate = 1\n";
+        write(&format!(
+            "{limits}[[route]]\nname = \"r1\"\ncluster = \"api\"\nlimits = [\"a\", \"b\"]\n[[route]]\nname = \"r2\"\npath_prefix = \"/2\"\ncluster = \"api\"\nlimits = [\"a\"]\n"
+        ));
+        let shared = crate::state::Shared::load(dir.path(), Arc::new(ManualClock::new(0)))
+            .await
+            .unwrap();
+        let text = || String::from_utf8(shared.metrics.encode()).unwrap();
+        assert!(text().contains(r#"limit="b",route="r1""#), "{}", text());
+        assert!(text().contains(r#"route="r2""#));
+        // `b` and route r2 go away.
+        write("[limit.a]\nkey = \"ip\"\nrate = 1\n[[route]]\nname = \"r1\"\ncluster = \"api\"\nlimits = [\"a\"]\n");
+        shared.reload().await.unwrap();
+        let t = text();
+        assert!(!t.contains(r#"limit="b""#), "{t}");
+        assert!(!t.contains(r#"limit="a",route="r2""#), "{t}");
+        assert!(t.contains(r#"limit="a",route="r1""#), "{t}");
     }
 
     #[tokio::test]
