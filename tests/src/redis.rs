@@ -13,6 +13,7 @@ pub struct Redis {
     child: Option<Child>,
     dir: tempfile::TempDir,
     tls: Option<Tls>,
+    cluster: bool,
 }
 
 /// Certificate, key and CA (PEM files) of a TLS-only Redis.
@@ -34,13 +35,23 @@ impl Redis {
         Self::start_with(Some(tls)).await
     }
 
+    /// A node with cluster mode on, not yet part of a cluster (see [`create_cluster`]).
+    pub async fn start_cluster_node() -> Redis {
+        Self::start_inner(None, true).await
+    }
+
     async fn start_with(tls: Option<Tls>) -> Redis {
+        Self::start_inner(tls, false).await
+    }
+
+    async fn start_inner(tls: Option<Tls>, cluster: bool) -> Redis {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut r = Redis {
             addr,
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
             tls,
+            cluster,
         };
         r.spawn().await;
         r
@@ -86,6 +97,11 @@ impl Redis {
                     .arg(&t.ca)
                     .args(["--tls-auth-clients", "no"]);
             }
+        }
+        if self.cluster {
+            cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .arg("--cluster-config-file")
+                .arg(self.dir.path().join("nodes.conf"));
         }
         let child = cmd
             .args([
@@ -188,4 +204,29 @@ pub async fn ping(addr: SocketAddr) -> bool {
     }
     let mut buf = [0u8; 16];
     matches!(s.read(&mut buf).await, Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
+
+/// Join cluster-mode nodes into one Redis Cluster (slots spread, no replicas) and wait until
+/// every node reports `cluster_state:ok`.
+pub async fn create_cluster(nodes: &[&Redis]) {
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("run redis-cli --cluster create");
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster create: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for n in nodes {
+        eventually("cluster_state:ok", Duration::from_secs(20), || {
+            let ok = n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok");
+            async move { ok.then_some(()) }
+        })
+        .await;
+    }
 }

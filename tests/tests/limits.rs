@@ -516,7 +516,7 @@ fn cluster_limits(redis: &Redis, rate: u32, burst: u32, lease: u32, on_down: &st
         r#"
 [rate_limits]
 redis_url = "{}"
-redis_budget = "20ms"
+redis_budget = "100ms"
 on_redis_down = "{on_down}"
 instances = 2
 
@@ -869,4 +869,73 @@ async fn cluster_limits_reach_redis_over_tls_with_a_policy_ca() {
     assert_eq!(statuses, [200, 200, 429]);
     let keys = redis.cli(&["--scan", "--pattern", "edgeway:rl:*"]);
     assert!(keys.starts_with("edgeway:rl:{shared:"), "{keys}");
+}
+
+#[tokio::test]
+async fn cluster_limits_spread_over_a_redis_cluster_by_slot() {
+    let origin = Origin::start("a").await;
+    let nodes = [
+        Redis::start_cluster_node().await,
+        Redis::start_cluster_node().await,
+        Redis::start_cluster_node().await,
+    ];
+    e2e::redis::create_cluster(&nodes.iter().collect::<Vec<_>>()).await;
+    let policy = format!(
+        r#"
+[rate_limits]
+redis_url = "{}"
+redis_cluster = true
+redis_budget = "100ms"
+on_redis_down = "allow"
+
+[limit.per_key]
+key = "header:x-api-key"
+rate = 1
+per = "1h"
+burst = 2
+scope = "cluster"
+
+[[route]]
+name = "api"
+cluster = "a"
+limits = ["per_key"]
+"#,
+        nodes[0].url()
+    );
+    let gw = Gateway::start(&[("c.toml", &cluster(&origin)), ("limits.toml", &policy)]).await;
+    redis_up(&gw).await;
+    let client = reqwest::Client::new();
+    for k in 0..12 {
+        let key = format!("key-{k}");
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(
+                send(&client, &gw.url("/x"), &[("x-api-key", &key)])
+                    .await
+                    .status,
+            );
+        }
+        // Decided by Redis (on_redis_down = "allow" would let everything through).
+        assert_eq!(statuses, [200, 200, 429], "{key}");
+    }
+    // Each bucket lives on the one node that owns its slot; 12 keys reach more than one node.
+    let per_node: Vec<usize> = nodes
+        .iter()
+        .map(|n| {
+            n.cli(&["--scan", "--pattern", "edgeway:rl:*"])
+                .lines()
+                .filter(|l| !l.is_empty())
+                .count()
+        })
+        .collect();
+    assert_eq!(per_node.iter().sum::<usize>(), 12, "{per_node:?}");
+    assert!(
+        per_node.iter().filter(|&&n| n > 0).count() > 1,
+        "{per_node:?}"
+    );
+    assert_eq!(
+        gw.metric("gateway_rate_limit_redis_fallback_total", &[])
+            .await,
+        0.0
+    );
 }

@@ -18,6 +18,10 @@
 //! may spend up to `lease` tokens that Redis already counted, and may drop up to `lease`
 //! unused ones.
 //!
+//! **Connections**: one multiplexed connection (`ConnectionManager`, which reconnects by
+//! itself), or with `redis_cluster` a cluster connection that follows the slot map; `rediss://`
+//! for TLS, AUTH in the URL.
+//!
 //! **Budget and outage**: a request waits at most `redis_budget` for Redis. A timeout or an
 //! error marks Redis down (one warning in the log, `gateway_rate_limit_redis_up` 0) and the
 //! request, like every request until Redis answers a `PING` again, is decided by
@@ -69,8 +73,8 @@ return {take, 0, avail - take, tat - now}
 /// The Redis connection shared by every cluster limit; built from `[rate_limits]`.
 pub struct RedisStore {
     spec: RedisSpec,
-    client: redis::Client,
-    conn: ArcSwapOption<ConnectionManager>,
+    client: Client,
+    conn: ArcSwapOption<Conn>,
     up: AtomicBool,
     /// Whether the current outage (or the first failed connection) has been logged.
     announced_down: AtomicBool,
@@ -83,6 +87,60 @@ impl Part for RedisStore {
     type Spec = RedisSpec;
     fn spec(&self) -> &RedisSpec {
         &self.spec
+    }
+}
+
+/// A single Redis (or a replication group's primary), or a Redis Cluster found from a seed.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per Redis configuration, built on reload, never on the request path"
+)]
+enum Client {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A multiplexed connection that reconnects by itself; cheap to clone per call.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Conn {
+    async fn query<T: redis::FromRedisValue>(
+        &mut self,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(c) => call.invoke_async(c).await,
+            Conn::Cluster(c) => call.invoke_async(c).await,
+        }
+    }
+
+    /// `SCRIPT LOAD` on every primary (connecting to each), so that the request path's
+    /// `EVALSHA` neither meets `NOSCRIPT` nor opens a connection.
+    async fn load_script(&mut self) -> redis::RedisResult<()> {
+        let mut load = redis::cmd("SCRIPT");
+        load.arg("LOAD").arg(TAKE);
+        match self {
+            Conn::Single(c) => load.query_async::<String>(c).await.map(drop),
+            Conn::Cluster(c) => {
+                let route = redis::cluster_routing::RoutingInfo::MultiNode((
+                    redis::cluster_routing::MultipleNodeRoutingInfo::AllMasters,
+                    Some(redis::cluster_routing::ResponsePolicy::AllSucceeded),
+                ));
+                c.route_command(load, route).await.map(drop)
+            }
+        }
+    }
+
+    async fn ping(&mut self) -> redis::RedisResult<String> {
+        let ping = redis::cmd("PING");
+        match self {
+            Conn::Single(c) => ping.query_async(c).await,
+            Conn::Cluster(c) => ping.query_async(c).await,
+        }
     }
 }
 
@@ -100,15 +158,24 @@ impl RedisStore {
         spec: &RedisSpec,
         metrics: &super::metrics::LimitMetrics,
     ) -> Result<RedisStore, crate::state::BuildError> {
-        let client = match &spec.ca_pem {
-            None => redis::Client::open(spec.url.as_str()),
-            Some(pem) => redis::Client::build_with_tls(
-                spec.url.as_str(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
+        let certs = spec.ca_pem.as_ref().map(|pem| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        });
+        let client = if spec.cluster {
+            let mut b = redis::cluster::ClusterClient::builder([spec.url.as_str()])
+                .connection_timeout(PROBE_TIMEOUT)
+                .response_timeout(PROBE_TIMEOUT);
+            if let Some(certs) = certs {
+                b = b.certs(certs);
+            }
+            b.build().map(Client::Cluster)
+        } else {
+            match certs {
+                None => redis::Client::open(spec.url.as_str()),
+                Some(certs) => redis::Client::build_with_tls(spec.url.as_str(), certs),
+            }
+            .map(Client::Single)
         }
         .map_err(|e| crate::state::BuildError {
             field: "rate_limits.redis_url".into(),
@@ -166,7 +233,7 @@ impl RedisStore {
             .arg(want)
             .arg(min);
         let result: Result<redis::RedisResult<(i64, i64, i64, i64)>, _> =
-            tokio::time::timeout(self.spec.budget, call.invoke_async(&mut conn)).await;
+            tokio::time::timeout(self.spec.budget, conn.query(&call)).await;
         match result {
             Ok(Ok((granted, retry, remaining, reset))) => Some(Grant {
                 granted: u32::try_from(granted).unwrap_or(0),
@@ -206,11 +273,27 @@ impl RedisStore {
 
     async fn probe(&self) {
         if self.conn.load().is_none() {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(PROBE_TIMEOUT))
-                .set_response_timeout(Some(PROBE_TIMEOUT))
-                .set_number_of_retries(1);
-            match ConnectionManager::new_lazy_with_config(self.client.clone(), config) {
+            let conn = match &self.client {
+                Client::Single(client) => {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(PROBE_TIMEOUT))
+                        .set_response_timeout(Some(PROBE_TIMEOUT))
+                        .set_number_of_retries(1);
+                    ConnectionManager::new_lazy_with_config(client.clone(), config)
+                        .map(Conn::Single)
+                }
+                // The cluster connection reads the slot map from the seed now.
+                Client::Cluster(client) => {
+                    match tokio::time::timeout(PROBE_TIMEOUT, client.get_async_connection()).await {
+                        Ok(c) => c.map(Conn::Cluster),
+                        Err(_) => {
+                            self.mark_down("no answer from the cluster seed");
+                            return;
+                        }
+                    }
+                }
+            };
+            match conn {
                 Ok(c) => self.conn.store(Some(Arc::new(c))),
                 Err(e) => {
                     self.mark_down(&format!("{:?}", e.kind()));
@@ -222,9 +305,13 @@ impl RedisStore {
             return;
         };
         let mut conn = (*conn).clone();
-        let ping = redis::cmd("PING");
-        match tokio::time::timeout(PROBE_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
-            Ok(Ok(_)) => self.mark_up(),
+        match tokio::time::timeout(PROBE_TIMEOUT, conn.ping()).await {
+            Ok(Ok(_)) => {
+                if let Ok(Err(e)) = tokio::time::timeout(PROBE_TIMEOUT, conn.load_script()).await {
+                    tracing::debug!(error = ?e.kind(), "redis SCRIPT LOAD");
+                }
+                self.mark_up()
+            }
             Ok(Err(e)) => self.mark_down(&format!("{:?}", e.kind())),
             Err(_) => self.mark_down("no answer to PING"),
         }

@@ -111,6 +111,11 @@ pub struct RateLimitsFile {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub redis_url: Option<Spanned<String>>,
+    /// `redis_url` is one node of a Redis Cluster (or ElastiCache's configuration endpoint
+    /// with cluster mode enabled): the other nodes and the slot map are read from it, and
+    /// each bucket goes to the node that owns its slot. Default false.
+    #[serde(default)]
+    pub redis_cluster: bool,
     /// PEM file of the CA certificates that sign the Redis server's certificate, for a
     /// `rediss://` URL (relative to the policy directory). Default: the system's roots.
     #[serde(default)]

@@ -108,6 +108,8 @@ pub struct RedisSpec {
     pub url: String,
     /// PEM CA certificates for `rediss://` (else the system's roots).
     pub ca_pem: Option<Vec<u8>>,
+    /// The URL is a seed node of a Redis Cluster.
+    pub cluster: bool,
     pub budget: Duration,
     pub on_down: OnRedisDown,
     pub instances: u32,
@@ -118,6 +120,7 @@ impl std::fmt::Debug for RedisSpec {
         f.debug_struct("RedisSpec")
             .field("url", &"<redacted>")
             .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .field("cluster", &self.cluster)
             .field("budget", &self.budget)
             .field("on_down", &self.on_down)
             .field("instances", &self.instances)

@@ -154,6 +154,7 @@ pub fn validate(
                     policy.settings.redis = Some(RedisSpec {
                         url: url.get_ref().clone(),
                         ca_pem,
+                        cluster: s.redis_cluster,
                         budget: budget.unwrap_or(DEFAULT_REDIS_BUDGET),
                         on_down: s.on_redis_down,
                         instances: instances.map_or(1, NonZeroU32::get),
