@@ -33,6 +33,8 @@ pub mod forwarding;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod host;
+pub mod key;
+pub mod limit;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -17,6 +17,8 @@ pub struct Metrics {
     reloads: IntCounterVec,
     pub upstream_healthy: IntGaugeVec,
     pub auth: crate::auth::metrics::AuthMetrics,
+    /// Rate limits, IP lists and load shedding (`limit::metrics`).
+    pub limits: crate::limit::metrics::LimitMetrics,
 }
 
 /// Latency buckets in seconds, 0.5 ms to 10 s.
@@ -99,8 +101,10 @@ impl Metrics {
         for r in ["success", "failure"] {
             reloads.with_label_values(&[r]);
         }
+        let limits = crate::limit::metrics::LimitMetrics::register(&registry);
         Metrics {
             auth: crate::auth::metrics::AuthMetrics::new(&registry),
+            limits,
             registry,
             requests,
             latency,

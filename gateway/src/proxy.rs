@@ -21,7 +21,7 @@ use crate::reject::Reject;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::route::{request_host, RoutePlan};
 use crate::state::{Runtime, Shared};
-use crate::{auth, forwarding, route, upstream};
+use crate::{auth, forwarding, key, limit, route, upstream};
 use edgeway_record::outcome::{
     AuthResult, BreakerState, CacheStatus, ErrorClass, RateLimitDecision,
 };
@@ -75,6 +75,8 @@ pub struct Ctx {
     pub outcome: Outcomes,
     /// The verified token's identity, once the auth step has run and accepted one.
     pub identity: Option<Arc<crate::auth::Identity>>,
+    /// What the protection steps keep: the RateLimit headers, the in-flight place.
+    pub limits: limit::RequestState,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -182,6 +184,7 @@ impl ProxyHttp for Gateway {
             upstream: Attempt::default(),
             outcome: Outcomes::default(),
             identity: None,
+            limits: limit::RequestState::default(),
         }
     }
 
@@ -206,13 +209,21 @@ impl ProxyHttp for Gateway {
                 .map(|v| v.as_bytes()),
         );
         ctx.client_ip = forwarding::client_ip(session, &ctx.rt.policy.forwarding);
+        if let Err(reject) = limit::ip_access(&ctx.rt.limits, ctx.client_ip) {
+            return self.reject(session, ctx, reject).await;
+        }
 
-        match route::resolve(&ctx.rt.router, session) {
+        let plan = match route::resolve(&ctx.rt.router, session) {
             Ok(resolved) => {
-                ctx.route = Some(resolved.plan);
                 ctx.canonical_path = resolved.canonical_path;
+                Arc::clone(ctx.route.insert(resolved.plan))
             }
             Err(reject) => return self.reject(session, ctx, reject).await,
+        };
+        // The route's IP lists, then load shedding: before any costlier step.
+        if let Err(denied) = limit::admit(&plan.limits, ctx.client_ip, &mut ctx.limits) {
+            ctx.outcome.rate_limit = denied.decision;
+            return self.reject(session, ctx, denied.reject).await;
         }
         if let Some(plan) = ctx.route.as_ref().and_then(|r| r.auth.clone()) {
             let mut out = auth::Outcome::default();
@@ -225,7 +236,28 @@ impl ProxyHttp for Gateway {
                 return self.reject(session, ctx, reject).await;
             }
         }
-        // Next steps, in order, as the capabilities land: limits → shard.
+        // Limits after auth: claims feed their keys.
+        let checked = {
+            let req = key::Request {
+                header: session.req_header(),
+                path: ctx
+                    .canonical_path
+                    .as_deref()
+                    .unwrap_or(session.req_header().uri.path()),
+                client_ip: ctx.client_ip,
+                route: plan.name(),
+                identity: ctx.identity.as_deref(),
+            };
+            limit::check(&plan.limits, &req, &req.header.method, &mut ctx.limits).await
+        };
+        match checked {
+            Ok(decision) => ctx.outcome.rate_limit = decision,
+            Err(denied) => {
+                ctx.outcome.rate_limit = denied.decision;
+                return self.reject(session, ctx, denied.reject).await;
+            }
+        }
+        // Next: shard.
         Ok(false)
     }
 
@@ -323,7 +355,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         upstream_response.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
-        Ok(())
+        limit::response_headers(&ctx.limits, upstream_response)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {

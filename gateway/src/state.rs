@@ -69,6 +69,8 @@ pub struct Runtime {
     pub unrouted_metrics: RouteMetrics,
     /// Issuers (key sets), revocation list and the verified-token cache.
     pub auth: crate::auth::AuthRuntime,
+    /// Rate limiters, the Redis connection, the in-flight counter, IP lists.
+    pub limits: Arc<crate::limit::Runtime>,
 }
 
 impl Runtime {
@@ -95,6 +97,9 @@ impl Runtime {
         let auth =
             crate::auth::AuthRuntime::build(&policy.auth, previous.map(|p| &p.auth), &auth_env)
                 .await?;
+        let limits = Arc::new(
+            crate::limit::Runtime::build(&policy.limits, previous.map(|p| &*p.limits), env).await?,
+        );
         let mut routes = Vec::with_capacity(policy.routes.len());
         for spec in &policy.routes {
             // Validation checked the name; a miss here is a bug, reported, not a panic.
@@ -114,6 +119,7 @@ impl Runtime {
                 cluster,
                 metrics: env.metrics.route(&spec.name),
                 auth: route_auth,
+                limits: limits.plan(&spec.name, &spec.protection),
             }));
         }
         Ok(Runtime {
@@ -122,6 +128,7 @@ impl Runtime {
             clusters,
             unrouted_metrics: env.metrics.route("-"),
             auth,
+            limits,
             policy: Arc::new(policy),
         })
     }
@@ -132,6 +139,7 @@ impl Runtime {
     pub fn start_background(&self) {
         self.clusters.values().for_each(Cluster::ensure_health_loop);
         self.auth.start_background();
+        self.limits.start_background();
     }
 
     /// (cluster, endpoint) label pairs of the health gauge.
@@ -213,6 +221,7 @@ impl Shared {
             .difference(&rt.endpoint_labels())
             .cloned()
             .collect();
+        crate::limit::forget_removed(&self.metrics.limits, &current, &rt);
         self.current.store(rt);
         // Endpoints no longer in any cluster leave the health gauge, so dashboards do not
         // show a removed endpoint as healthy (or down) forever.

@@ -27,6 +27,9 @@ impl Attachments {
             for rel in crate::upstream::referenced_files(f).chain(auth) {
                 out.read(base_dir, rel);
             }
+            for rel in crate::limit::referenced_files(f) {
+                out.read(base_dir, rel);
+            }
         }
         out
     }

@@ -20,6 +20,7 @@ use toml::Spanned;
 use crate::access_log::policy::AccessLogFile;
 use crate::auth::file::{AuthRuleFile, IssuerFile, RevocationFile};
 use crate::forwarding::ForwardingFile;
+use crate::limit::file::{IpAccessFile, IpListFile, LimitFile, LoadSheddingFile, RateLimitsFile};
 use crate::route::file::RouteFile;
 use crate::upstream::file::ClusterFile;
 
@@ -64,4 +65,28 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "Option<RevocationFile>")]
     pub revocation: Option<Spanned<RevocationFile>>,
+    /// Rate limits, keyed by name: `[limit.<name>]`. Routes pick them with `limits`.
+    #[serde(default, rename = "limit")]
+    #[schemars(with = "BTreeMap<String, LimitFile>")]
+    pub limits: BTreeMap<String, Spanned<LimitFile>>,
+
+    /// Settings shared by every rate limit (default set, Redis). At most one file may set it.
+    #[serde(default)]
+    #[schemars(with = "Option<RateLimitsFile>")]
+    pub rate_limits: Option<Spanned<RateLimitsFile>>,
+
+    /// Named IP address lists: `[ip_list.<name>]`.
+    #[serde(default, rename = "ip_list")]
+    #[schemars(with = "BTreeMap<String, IpListFile>")]
+    pub ip_lists: BTreeMap<String, Spanned<IpListFile>>,
+
+    /// IP lists checked for every request, before routing. At most one file may set it.
+    #[serde(default)]
+    #[schemars(with = "Option<IpAccessFile>")]
+    pub ip_access: Option<Spanned<IpAccessFile>>,
+
+    /// A cap on requests in flight, shed by route priority. At most one file may set it.
+    #[serde(default)]
+    #[schemars(with = "Option<LoadSheddingFile>")]
+    pub load_shedding: Option<Spanned<LoadSheddingFile>>,
 }

@@ -22,7 +22,7 @@ use toml::Spanned;
 use super::attach::Attachments;
 use super::file::PolicyFile;
 use super::{line_col, Origin, Origins, PolicyError, PolicyErrors, Snapshot, Source};
-use crate::{access_log, auth, forwarding, route, upstream};
+use crate::{access_log, auth, forwarding, limit, route, upstream};
 
 /// Collects located errors against the policy sources.
 pub struct Errors<'a> {
@@ -94,6 +94,10 @@ pub struct Names {
     pub issuers: HashMap<String, usize>,
     /// `[auth.<name>]` → file.
     pub auth_rules: HashMap<String, usize>,
+    /// `[limit.<name>]` → its file.
+    pub limits: HashMap<String, usize>,
+    /// `[ip_list.<name>]` → its file.
+    pub ip_lists: HashMap<String, usize>,
 }
 
 /// Check that `name` is one of `defined` (a `what` such as "clusters"), reporting
@@ -256,6 +260,7 @@ pub fn validate(
     let forwarding = forwarding::validate(&mut errs, files);
     let access_log = access_log::policy::validate(&mut errs, files);
     let auth = auth::validate::validate(&mut errs, files, attachments, base_dir, &mut names);
+    let limits = limit::validate(&mut errs, files, attachments, base_dir, &mut names);
     let routes = route::validate(&mut errs, files, &names);
 
     if !errs.out.is_empty() {
@@ -268,6 +273,7 @@ pub fn validate(
         forwarding,
         access_log,
         auth,
+        limits,
         origins: errs.origins,
     })
 }

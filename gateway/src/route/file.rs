@@ -44,6 +44,36 @@ pub struct RouteFile {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub auth: Option<Spanned<String>>,
+    /// Names of the `[limit.<name>]` that apply to this route, replacing `[rate_limits]
+    /// default`; `[]` for none.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub limits: Option<Vec<Spanned<String>>>,
+    /// Tokens a request on this route spends from each of its limits, times the limit's
+    /// `cost` for the method (default 1): an upload route can cost 10 of a shared budget.
+    #[serde(default)]
+    #[schemars(with = "Option<i64>")]
+    pub limit_cost: Option<Spanned<i64>>,
+    /// Send the `RateLimit`, `RateLimit-Policy` and `X-RateLimit-*` headers (default true).
+    #[serde(default = "yes")]
+    pub rate_limit_headers: bool,
+    /// Load-shedding priority: `critical` (shed only at `max_in_flight`), `normal`
+    /// (default; at 80%), `bulk` (at 50%), or a number from 1 to 100 (percent).
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub priority: Option<Spanned<toml::Value>>,
+    /// `[ip_list.<name>]`s allowed on this route (empty: everyone not denied).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ip_allow: Vec<Spanned<String>>,
+    /// `[ip_list.<name>]`s refused on this route (deny wins over allow).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ip_deny: Vec<Spanned<String>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How `path_prefix` matches.

@@ -48,6 +48,8 @@ pub struct Route {
     pub forward_path: ForwardPath,
     /// Name of the auth rule (validated to exist).
     pub auth: Option<Arc<str>>,
+    /// Rate limits, IP lists and shedding priority.
+    pub protection: crate::limit::RouteRules,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -71,6 +73,7 @@ pub struct RoutePlan {
     pub metrics: RouteMetrics,
     /// The route's authentication, when it has an auth rule.
     pub auth: Option<Arc<crate::auth::RouteAuth>>,
+    pub limits: crate::limit::RouteLimits,
 }
 
 impl Matchable for RoutePlan {

@@ -203,6 +203,7 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
             &names.auth_rules,
         )
     });
+    let protection = crate::limit::route_rules(errs, fi, ri, r, names);
     if errs.count() > before || !known_cluster || !known_auth {
         return None;
     }
@@ -215,5 +216,6 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         prefix_match: r.prefix_match,
         forward_path: r.forward_path,
         auth: r.auth.as_ref().map(|a| Arc::from(a.get_ref().as_str())),
+        protection,
     })
 }
