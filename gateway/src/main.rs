@@ -213,6 +213,12 @@ fn main() -> ExitCode {
 fn check(dir: &std::path::Path) -> ExitCode {
     match policy::load_dir(dir) {
         Ok(s) => {
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
+            if !s.warnings.is_empty() {
+                eprintln!("{} warning(s) in {}", s.warnings.len(), dir.display());
+            }
             println!(
                 "ok: {} routes, {} clusters, policy version {}",
                 s.routes.len(),

@@ -69,6 +69,8 @@ pub struct Runtime {
     pub unrouted_metrics: RouteMetrics,
     /// Issuers (key sets), revocation list and the verified-token cache.
     pub auth: crate::auth::AuthRuntime,
+    /// The micro-caches (kept across reloads while their spec is unchanged).
+    pub cache: crate::cache::CacheRuntime,
 }
 
 impl Runtime {
@@ -95,6 +97,8 @@ impl Runtime {
         let auth =
             crate::auth::AuthRuntime::build(&policy.auth, previous.map(|p| &p.auth), &auth_env)
                 .await?;
+        let cache = crate::cache::CacheRuntime::build(&policy.cache, previous.map(|p| &p.cache))
+            .await?;
         let mut routes = Vec::with_capacity(policy.routes.len());
         for spec in &policy.routes {
             // Validation checked the name; a miss here is a bug, reported, not a panic.
@@ -109,11 +113,16 @@ impl Runtime {
                 Some(rule) => Some(auth.plan(rule, &spec.name)?),
                 None => None,
             };
+            let route_cache = match &spec.cache {
+                Some(name) => Some(cache.plan(&policy.cache, name, &spec.name)?),
+                None => None,
+            };
             routes.push(Arc::new(RoutePlan {
                 spec: Arc::clone(spec),
                 cluster,
                 metrics: env.metrics.route(&spec.name),
                 auth: route_auth,
+                cache: route_cache,
             }));
         }
         Ok(Runtime {
@@ -122,6 +131,7 @@ impl Runtime {
             clusters,
             unrouted_metrics: env.metrics.route("-"),
             auth,
+            cache,
             policy: Arc::new(policy),
         })
     }
@@ -165,6 +175,7 @@ impl Shared {
     ) -> Result<Arc<Shared>, PolicyErrors> {
         let metrics = Metrics::new();
         let snapshot = read_policy(policy_dir).await?;
+        log_warnings(&snapshot);
         let version = snapshot.version.clone();
         let env = BuildEnv {
             metrics: &metrics,
@@ -202,6 +213,7 @@ impl Shared {
             return Ok(ReloadOutcome::Unchanged(snapshot.version.to_string()));
         }
         let version = snapshot.version.to_string();
+        log_warnings(&snapshot);
         let env = BuildEnv {
             metrics: &self.metrics,
             clock: &self.clock,
@@ -224,6 +236,13 @@ impl Shared {
         }
         self.metrics.set_policy_version(&version);
         Ok(ReloadOutcome::Applied(version))
+    }
+}
+
+/// Valid but risky settings are logged at every load that applies them.
+fn log_warnings(snapshot: &Snapshot) {
+    for w in &snapshot.warnings {
+        tracing::warn!(warning = %w, "policy warning");
     }
 }
 

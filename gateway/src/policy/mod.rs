@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::{access_log, auth, forwarding, route, upstream};
+use crate::{access_log, auth, cache, forwarding, route, upstream};
 
 /// One problem in the policy files, located precisely enough for an editor to jump to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +77,9 @@ pub struct Snapshot {
     pub forwarding: forwarding::Forwarding,
     pub access_log: access_log::policy::AccessLogPolicy,
     pub auth: auth::spec::AuthPolicy,
+    pub cache: cache::spec::CachePolicies,
+    /// Valid but risky settings (`gateway check` prints them; the gateway logs them at load).
+    pub warnings: Vec<PolicyError>,
     /// Where each named definition (`cluster.api`) was written, for errors found later.
     pub origins: Origins,
 }

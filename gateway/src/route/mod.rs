@@ -48,6 +48,8 @@ pub struct Route {
     pub forward_path: ForwardPath,
     /// Name of the auth rule (validated to exist).
     pub auth: Option<Arc<str>>,
+    /// Name of the cache policy (validated to exist).
+    pub cache: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -71,6 +73,8 @@ pub struct RoutePlan {
     pub metrics: RouteMetrics,
     /// The route's authentication, when it has an auth rule.
     pub auth: Option<Arc<crate::auth::RouteAuth>>,
+    /// The route's cache policy and micro-cache, when it names one.
+    pub cache: Option<crate::cache::RouteCache>,
 }
 
 impl Matchable for RoutePlan {

@@ -203,7 +203,17 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
             &names.auth_rules,
         )
     });
-    if errs.count() > before || !known_cluster || !known_auth {
+    let known_cache = r.cache.as_ref().is_none_or(|c| {
+        lookup(
+            errs,
+            fi,
+            c,
+            &format!("{f}.cache"),
+            "cache policies",
+            &names.cache_policies,
+        )
+    });
+    if errs.count() > before || !known_cluster || !known_auth || !known_cache {
         return None;
     }
     Some(Route {
@@ -215,5 +225,6 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         prefix_match: r.prefix_match,
         forward_path: r.forward_path,
         auth: r.auth.as_ref().map(|a| Arc::from(a.get_ref().as_str())),
+        cache: r.cache.as_ref().map(|c| Arc::from(c.get_ref().as_str())),
     })
 }
