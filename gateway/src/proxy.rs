@@ -323,8 +323,14 @@ impl ProxyHttp for Gateway {
                     .canonical_path
                     .as_deref()
                     .unwrap_or(session.req_header().uri.path());
-                let status =
-                    cache::respond(rc, &ctx.cache, session, plan.name(), path, upstream_response)?;
+                let status = cache::respond(
+                    rc,
+                    &ctx.cache,
+                    session,
+                    plan.name(),
+                    path,
+                    upstream_response,
+                )?;
                 ctx.outcome.cache = status;
             }
         }

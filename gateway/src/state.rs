@@ -97,8 +97,8 @@ impl Runtime {
         let auth =
             crate::auth::AuthRuntime::build(&policy.auth, previous.map(|p| &p.auth), &auth_env)
                 .await?;
-        let cache = crate::cache::CacheRuntime::build(&policy.cache, previous.map(|p| &p.cache))
-            .await?;
+        let cache =
+            crate::cache::CacheRuntime::build(&policy.cache, previous.map(|p| &p.cache)).await?;
         let mut routes = Vec::with_capacity(policy.routes.len());
         for spec in &policy.routes {
             // Validation checked the name; a miss here is a bug, reported, not a panic.

@@ -262,7 +262,11 @@ impl Directives {
         };
         secs(&mut out, "max-age", self.max_age);
         secs(&mut out, "s-maxage", self.s_maxage);
-        secs(&mut out, "stale-while-revalidate", self.stale_while_revalidate);
+        secs(
+            &mut out,
+            "stale-while-revalidate",
+            self.stale_while_revalidate,
+        );
         secs(&mut out, "stale-if-error", self.stale_if_error);
         let mut put = |s: &str| {
             if !out.is_empty() {
@@ -321,7 +325,10 @@ mod tests {
         let cases = [
             ("public, max-age=60", "public, max-age=60"),
             ("max-age=60, public", "public, max-age=60"),
-            ("private, max-age=0, must-revalidate", "private, max-age=0, must-revalidate"),
+            (
+                "private, max-age=0, must-revalidate",
+                "private, max-age=0, must-revalidate",
+            ),
             ("no-store", "no-store"),
             ("no-store, max-age=60", "no-store"),
             ("no-cache", "no-cache"),
@@ -330,7 +337,10 @@ mod tests {
                 "public, max-age=1y, immutable",
                 "public, max-age=31557600, immutable",
             ),
-            ("public, max-age=365d, immutable", "public, max-age=31536000, immutable"),
+            (
+                "public, max-age=365d, immutable",
+                "public, max-age=31536000, immutable",
+            ),
             (
                 "public, max-age=60, s-maxage=10m, stale-while-revalidate=30, stale-if-error=1d",
                 "public, max-age=60, s-maxage=600, stale-while-revalidate=30, stale-if-error=86400",
@@ -352,7 +362,8 @@ mod tests {
         let e = Directives::parse_policy("public, max-ag=60").unwrap_err();
         assert_eq!(e[0].offset, 8);
         assert!(
-            e[0].message.starts_with("unknown directive `max-ag`, expected one of: public,"),
+            e[0].message
+                .starts_with("unknown directive `max-ag`, expected one of: public,"),
             "{}",
             e[0].message
         );
@@ -403,7 +414,10 @@ mod tests {
             ),
             // no-store over everything.
             ("no-store", "no-store"),
-            ("no-cache", "public, no-cache, max-age=600, s-maxage=3600, stale-while-revalidate=60"),
+            (
+                "no-cache",
+                "public, no-cache, max-age=600, s-maxage=3600, stale-while-revalidate=60",
+            ),
             (
                 "must-revalidate",
                 "public, max-age=600, s-maxage=3600, stale-while-revalidate=60, must-revalidate",
@@ -416,7 +430,8 @@ mod tests {
         // immutable needs both.
         let imm = p("public, max-age=1y, immutable");
         assert_eq!(
-            imm.stricter(&Directives::parse_origin(b"max-age=60")).render(),
+            imm.stricter(&Directives::parse_origin(b"max-age=60"))
+                .render(),
             "public, max-age=60"
         );
         assert_eq!(

@@ -84,7 +84,11 @@ enum Value {
 }
 
 impl Value {
-    fn directives(&self, origin: Option<&HeaderValue>, pre: Option<&Directives>) -> Option<Directives> {
+    fn directives(
+        &self,
+        origin: Option<&HeaderValue>,
+        pre: Option<&Directives>,
+    ) -> Option<Directives> {
         match self {
             Value::Keep => origin.map(|v| Directives::parse_origin(v.as_bytes())),
             Value::Set(_) => pre.copied(),
@@ -103,7 +107,12 @@ impl Value {
 
 /// The directives for this response: the first rule that matches status, path and content
 /// type, else the policy's for a listed status; `None` for an unlisted status.
-fn select<'p>(policy: &'p CachePolicy, status: u16, path: &str, resp: &ResponseHeader) -> Option<&'p Directed> {
+fn select<'p>(
+    policy: &'p CachePolicy,
+    status: u16,
+    path: &str,
+    resp: &ResponseHeader,
+) -> Option<&'p Directed> {
     // A 304 refreshes the stored response; it must carry that response's headers.
     let status = if status == StatusCode::NOT_MODIFIED.as_u16() {
         200
@@ -134,7 +143,12 @@ fn select<'p>(policy: &'p CachePolicy, status: u16, path: &str, resp: &ResponseH
 
 /// Combine the policy's directives with the origin's header per `mode`, made private when
 /// `private`.
-fn combine(policy: Option<&Rendered>, origin: Option<&HeaderValue>, mode: OriginMode, private: bool) -> Value {
+fn combine(
+    policy: Option<&Rendered>,
+    origin: Option<&HeaderValue>,
+    mode: OriginMode,
+    private: bool,
+) -> Value {
     let chosen = match (policy, origin) {
         (None, None) => None,
         (Some(p), None) => Some(Ok(p)),
@@ -143,8 +157,14 @@ fn combine(policy: Option<&Rendered>, origin: Option<&HeaderValue>, mode: Origin
             OriginMode::Override => Some(Ok(p)),
             OriginMode::Keep => Some(Err(o)),
             OriginMode::Stricter => {
-                let merged = p.directives.stricter(&Directives::parse_origin(o.as_bytes()));
-                let merged = if private { merged.made_private() } else { merged };
+                let merged = p
+                    .directives
+                    .stricter(&Directives::parse_origin(o.as_bytes()));
+                let merged = if private {
+                    merged.made_private()
+                } else {
+                    merged
+                };
                 return Value::Render(merged);
             }
         },
@@ -154,7 +174,9 @@ fn combine(policy: Option<&Rendered>, origin: Option<&HeaderValue>, mode: Origin
         (Some(Ok(p)), false) => Value::Set(p.value.clone()),
         (Some(Ok(p)), true) => Value::Render(p.directives.made_private()),
         (Some(Err(_)), false) => Value::Keep,
-        (Some(Err(o)), true) => Value::Render(Directives::parse_origin(o.as_bytes()).made_private()),
+        (Some(Err(o)), true) => {
+            Value::Render(Directives::parse_origin(o.as_bytes()).made_private())
+        }
     }
 }
 
@@ -169,7 +191,8 @@ pub fn apply(
 ) -> pingora::Result<Applied> {
     let status = resp.status.as_u16();
     let sets_cookie = resp.headers.contains_key(SET_COOKIE);
-    let private = (creds.any() || sets_cookie) && policy.authenticated == AuthenticatedMode::Private;
+    let private =
+        (creds.any() || sets_cookie) && policy.authenticated == AuthenticatedMode::Private;
     let Some(directed) = select(policy, status, path, resp) else {
         // Unlisted status (5xx by default): never cached anywhere.
         resp.insert_header(CACHE_CONTROL, NO_STORE)?;
@@ -183,8 +206,16 @@ pub fn apply(
 
     // Cache-Control.
     let origin_cc = resp.headers.get(CACHE_CONTROL);
-    let cc = combine(directed.cache_control.as_ref(), origin_cc, policy.origin, private);
-    let mut final_cc = cc.directives(origin_cc, directed.cache_control.as_ref().map(|r| &r.directives));
+    let cc = combine(
+        directed.cache_control.as_ref(),
+        origin_cc,
+        policy.origin,
+        private,
+    );
+    let mut final_cc = cc.directives(
+        origin_cc,
+        directed.cache_control.as_ref().map(|r| &r.directives),
+    );
     let cc = match (cc, private) {
         // A credentialed response without any Cache-Control: say `private` so no shared cache
         // stores it heuristically.
@@ -204,7 +235,12 @@ pub fn apply(
         remove_cdn(policy, resp);
     } else {
         let origin_cdn = resp.headers.get(&CDN_CACHE_CONTROL);
-        let cdn = combine(directed.cdn_cache_control.as_ref(), origin_cdn, policy.origin, false);
+        let cdn = combine(
+            directed.cdn_cache_control.as_ref(),
+            origin_cdn,
+            policy.origin,
+            false,
+        );
         if let Some(name) = &policy.cdn_header {
             let value = match &cdn {
                 Value::Keep => origin_cdn.cloned(),
@@ -264,7 +300,11 @@ fn remove_cdn(policy: &CachePolicy, resp: &mut ResponseHeader) {
 }
 
 /// Merge the configured `Vary` names (and `Authorization`) into the origin's `Vary`.
-fn merge_vary(policy: &CachePolicy, vary_auth: bool, resp: &mut ResponseHeader) -> pingora::Result<()> {
+fn merge_vary(
+    policy: &CachePolicy,
+    vary_auth: bool,
+    resp: &mut ResponseHeader,
+) -> pingora::Result<()> {
     let auth = http::header::AUTHORIZATION;
     let has = |resp: &ResponseHeader, name: &HeaderName| {
         resp.headers.get_all(VARY).iter().any(|v| {
@@ -345,7 +385,9 @@ pub fn tag_list(policy: &CachePolicy, route: &str, path: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::spec::{CachePolicy, MediaRange, PathPattern, Rule, TagHeaders, Tags, DEFAULT_STATUSES};
+    use crate::cache::spec::{
+        CachePolicy, MediaRange, PathPattern, Rule, TagHeaders, Tags, DEFAULT_STATUSES,
+    };
     use std::sync::Arc;
 
     fn rendered(s: &str) -> Rendered {
@@ -414,22 +456,47 @@ mod tests {
         );
         let mut r = resp(200, &[]);
         let a = run(&p, ANON, &mut r);
-        assert_eq!(header(&r, "cache-control").unwrap(), "public, max-age=60, stale-while-revalidate=30");
-        assert_eq!(header(&r, "cdn-cache-control").unwrap(), "max-age=600, stale-if-error=86400");
+        assert_eq!(
+            header(&r, "cache-control").unwrap(),
+            "public, max-age=60, stale-while-revalidate=30"
+        );
+        assert_eq!(
+            header(&r, "cdn-cache-control").unwrap(),
+            "max-age=600, stale-if-error=86400"
+        );
         assert_eq!(a.status, Some(CacheStatus::Public));
         assert!(a.shareable);
     }
 
     #[test]
     fn origin_kept_overridden_or_made_stricter() {
-        let origin = [("cache-control", "public, max-age=30, s-maxage=9999"), ("cdn-cache-control", "max-age=5")];
+        let origin = [
+            ("cache-control", "public, max-age=30, s-maxage=9999"),
+            ("cdn-cache-control", "max-age=5"),
+        ];
         let cases = [
-            (OriginMode::Keep, "public, max-age=30, s-maxage=9999", "max-age=5"),
-            (OriginMode::Override, "public, max-age=300, s-maxage=600", "max-age=3600"),
-            (OriginMode::Stricter, "public, max-age=30, s-maxage=600", "max-age=5"),
+            (
+                OriginMode::Keep,
+                "public, max-age=30, s-maxage=9999",
+                "max-age=5",
+            ),
+            (
+                OriginMode::Override,
+                "public, max-age=300, s-maxage=600",
+                "max-age=3600",
+            ),
+            (
+                OriginMode::Stricter,
+                "public, max-age=30, s-maxage=600",
+                "max-age=5",
+            ),
         ];
         for (mode, cc, cdn) in cases {
-            let p = policy(Some("public, max-age=300, s-maxage=600"), Some("max-age=3600"), mode);
+            let p = policy(
+                Some("public, max-age=300, s-maxage=600"),
+                Some("max-age=3600"),
+                mode,
+            );
             let mut r = resp(200, &origin);
             run(&p, ANON, &mut r);
             assert_eq!(header(&r, "cache-control").unwrap(), cc, "{mode:?}");
@@ -462,21 +529,44 @@ mod tests {
         );
         for creds in [
             BEARER,
-            Credentials { cookie: true, ..ANON },
-            Credentials { route_auth: true, ..ANON },
+            Credentials {
+                cookie: true,
+                ..ANON
+            },
+            Credentials {
+                route_auth: true,
+                ..ANON
+            },
         ] {
-            let mut r = resp(200, &[("cdn-cache-control", "max-age=99"), ("vary", "Accept-Encoding")]);
+            let mut r = resp(
+                200,
+                &[
+                    ("cdn-cache-control", "max-age=99"),
+                    ("vary", "Accept-Encoding"),
+                ],
+            );
             let a = run(&p, creds, &mut r);
-            assert_eq!(header(&r, "cache-control").unwrap(), "private, max-age=60", "{creds:?}");
+            assert_eq!(
+                header(&r, "cache-control").unwrap(),
+                "private, max-age=60",
+                "{creds:?}"
+            );
             assert_eq!(header(&r, "cdn-cache-control"), None, "{creds:?}");
-            let vary = if creds.cookie { "Accept-Encoding" } else { "Accept-Encoding, authorization" };
+            let vary = if creds.cookie {
+                "Accept-Encoding"
+            } else {
+                "Accept-Encoding, authorization"
+            };
             assert_eq!(header(&r, "vary").unwrap(), vary, "{creds:?}");
             assert_eq!(a.status, Some(CacheStatus::Private));
             assert!(!a.shareable && a.made_private);
         }
         // Origin's public with keep is made private too.
         let p = policy(None, None, OriginMode::Keep);
-        let mut r = resp(200, &[("cache-control", "public, s-maxage=600, max-age=60")]);
+        let mut r = resp(
+            200,
+            &[("cache-control", "public, s-maxage=600, max-age=60")],
+        );
         run(&p, BEARER, &mut r);
         assert_eq!(header(&r, "cache-control").unwrap(), "private, max-age=60");
         assert_eq!(header(&r, "vary").unwrap(), "authorization");
@@ -493,7 +583,11 @@ mod tests {
 
     #[test]
     fn set_cookie_makes_private_and_the_explicit_public_mode_does_not() {
-        let mut p = policy(Some("public, max-age=60, s-maxage=600"), Some("max-age=600"), OriginMode::Override);
+        let mut p = policy(
+            Some("public, max-age=60, s-maxage=600"),
+            Some("max-age=600"),
+            OriginMode::Override,
+        );
         let mut r = resp(200, &[("set-cookie", "a=b")]);
         run(&p, ANON, &mut r);
         assert_eq!(header(&r, "cache-control").unwrap(), "private, max-age=60");
@@ -502,13 +596,20 @@ mod tests {
         p.authenticated = AuthenticatedMode::Public;
         let mut r = resp(200, &[("set-cookie", "a=b")]);
         run(&p, BEARER, &mut r);
-        assert_eq!(header(&r, "cache-control").unwrap(), "public, max-age=60, s-maxage=600");
+        assert_eq!(
+            header(&r, "cache-control").unwrap(),
+            "public, max-age=60, s-maxage=600"
+        );
         assert_eq!(header(&r, "cdn-cache-control").unwrap(), "max-age=600");
     }
 
     #[test]
     fn statuses_and_rules() {
-        let mut p = policy(Some("public, max-age=60"), Some("max-age=600"), OriginMode::Override);
+        let mut p = policy(
+            Some("public, max-age=60"),
+            Some("max-age=600"),
+            OriginMode::Override,
+        );
         p.rules = vec![
             Rule {
                 statuses: Some(vec![200]),
@@ -539,20 +640,47 @@ mod tests {
             },
         ];
         let go = |status: u16, path: &str, ct: Option<&str>| {
-            let mut r = resp(status, &ct.map(|c| vec![("content-type", c)]).unwrap_or_default());
+            let mut r = resp(
+                status,
+                &ct.map(|c| vec![("content-type", c)]).unwrap_or_default(),
+            );
             apply(&p, ANON, "web", path, &mut r).unwrap();
-            (header(&r, "cache-control").unwrap(), header(&r, "cdn-cache-control"))
+            (
+                header(&r, "cache-control").unwrap(),
+                header(&r, "cdn-cache-control"),
+            )
         };
-        assert_eq!(go(200, "/static/app.1a2b.js", None), ("public, max-age=31557600, immutable".into(), None));
-        assert_eq!(go(200, "/static/deep/app.js", None), ("public, max-age=60".into(), Some("max-age=600".into())));
+        assert_eq!(
+            go(200, "/static/app.1a2b.js", None),
+            ("public, max-age=31557600, immutable".into(), None)
+        );
+        assert_eq!(
+            go(200, "/static/deep/app.js", None),
+            ("public, max-age=60".into(), Some("max-age=600".into()))
+        );
         assert_eq!(go(404, "/x", None), ("public, max-age=10".into(), None));
-        assert_eq!(go(200, "/logo", Some("image/png")), ("public, max-age=86400".into(), None));
-        assert_eq!(go(301, "/old", None), ("public, max-age=60".into(), Some("max-age=600".into())));
+        assert_eq!(
+            go(200, "/logo", Some("image/png")),
+            ("public, max-age=86400".into(), None)
+        );
+        assert_eq!(
+            go(301, "/old", None),
+            ("public, max-age=60".into(), Some("max-age=600".into()))
+        );
         // A 304 gets the headers of the 200 it revalidates.
-        assert_eq!(go(304, "/static/app.js", None), ("public, max-age=31557600, immutable".into(), None));
+        assert_eq!(
+            go(304, "/static/app.js", None),
+            ("public, max-age=31557600, immutable".into(), None)
+        );
         // 5xx and unlisted statuses: no-store, no CDN header even if the origin sent one.
         for s in [500, 502, 503, 400, 403] {
-            let mut r = resp(s, &[("cache-control", "public, max-age=600"), ("cdn-cache-control", "max-age=9")]);
+            let mut r = resp(
+                s,
+                &[
+                    ("cache-control", "public, max-age=600"),
+                    ("cdn-cache-control", "max-age=9"),
+                ],
+            );
             let a = apply(&p, ANON, "web", "/x", &mut r).unwrap();
             assert_eq!(header(&r, "cache-control").unwrap(), "no-store", "{s}");
             assert_eq!(header(&r, "cdn-cache-control"), None);
@@ -563,10 +691,16 @@ mod tests {
     #[test]
     fn vary_merges_and_tags() {
         let mut p = policy(Some("public, max-age=60"), None, OriginMode::Override);
-        p.vary = vec![HeaderName::from_static("accept-encoding"), HeaderName::from_static("accept-language")];
+        p.vary = vec![
+            HeaderName::from_static("accept-encoding"),
+            HeaderName::from_static("accept-language"),
+        ];
         p.vary_value = Some(HeaderValue::from_static("accept-encoding, accept-language"));
         p.tags = Some(Tags {
-            headers: TagHeaders { surrogate_key: true, cache_tag: true },
+            headers: TagHeaders {
+                surrogate_key: true,
+                cache_tag: true,
+            },
             route: true,
             path_segments: 2,
             fixed: vec!["site".into()],
@@ -575,14 +709,23 @@ mod tests {
         p.directed.cdn_cache_control = Some(rendered("max-age=600"));
         let mut r = resp(200, &[]);
         run(&p, ANON, &mut r);
-        assert_eq!(header(&r, "vary").unwrap(), "accept-encoding, accept-language");
-        assert_eq!(header(&r, "surrogate-key").unwrap(), "web /shop /shop/42 site");
+        assert_eq!(
+            header(&r, "vary").unwrap(),
+            "accept-encoding, accept-language"
+        );
+        assert_eq!(
+            header(&r, "surrogate-key").unwrap(),
+            "web /shop /shop/42 site"
+        );
         assert_eq!(header(&r, "cache-tag").unwrap(), "web,/shop,/shop/42,site");
         assert_eq!(header(&r, "surrogate-control").unwrap(), "max-age=600");
         assert_eq!(header(&r, "cdn-cache-control").unwrap(), "max-age=600");
         let mut r = resp(200, &[("vary", "Accept-Encoding, Origin")]);
         run(&p, ANON, &mut r);
-        assert_eq!(header(&r, "vary").unwrap(), "Accept-Encoding, Origin, accept-language");
+        assert_eq!(
+            header(&r, "vary").unwrap(),
+            "Accept-Encoding, Origin, accept-language"
+        );
         let mut r = resp(200, &[("vary", "*")]);
         run(&p, ANON, &mut r);
         assert_eq!(header(&r, "vary").unwrap(), "*");
@@ -591,7 +734,10 @@ mod tests {
         run(&p, BEARER, &mut r);
         assert_eq!(header(&r, "surrogate-key"), None);
         assert_eq!(header(&r, "surrogate-control"), None);
-        assert_eq!(header(&r, "vary").unwrap(), "accept-encoding, accept-language, authorization");
+        assert_eq!(
+            header(&r, "vary").unwrap(),
+            "accept-encoding, accept-language, authorization"
+        );
         // Tags stop at the path's end.
         assert_eq!(tag_list(&p, "web", "/"), ["web", "site"]);
         assert_eq!(tag_list(&p, "web", "/a"), ["web", "/a", "site"]);
@@ -601,7 +747,8 @@ mod tests {
     fn cookies_count_only_when_named() {
         let p = policy(None, None, OriginMode::Keep);
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.append_header("cookie", "theme=dark; sessionx=1").unwrap();
+        req.append_header("cookie", "theme=dark; sessionx=1")
+            .unwrap();
         assert!(!Credentials::of(&p, &req, false).any());
         req.append_header("cookie", "a=1; session=abc").unwrap();
         assert!(Credentials::of(&p, &req, false).cookie);

@@ -52,7 +52,9 @@ impl Part for MicroCache {
 
 impl std::fmt::Debug for MicroCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MicroCache").field("spec", &self.spec).finish()
+        f.debug_struct("MicroCache")
+            .field("spec", &self.spec)
+            .finish()
     }
 }
 

@@ -181,12 +181,7 @@ fn directed(
 
 /// A directive list, errors placed at the directive (the span is the quoted string; one
 /// past the quote is the text's start for the plain strings policies use).
-fn directives(
-    errs: &mut Errors,
-    fi: usize,
-    field: &str,
-    v: &Spanned<String>,
-) -> Option<Rendered> {
+fn directives(errs: &mut Errors, fi: usize, field: &str, v: &Spanned<String>) -> Option<Rendered> {
     match Directives::parse_policy(v.get_ref()) {
         Ok(d) => Some(Rendered::new(d)),
         Err(list) => {
@@ -291,7 +286,9 @@ fn tags(errs: &mut Errors, fi: usize, f: &str, t: &Spanned<TagsFile>) -> Option<
                 fi,
                 tag.span(),
                 &format!("{f}.tags.fixed[{k}]"),
-                format!("found `{v}`, expected a tag of visible characters without spaces or commas"),
+                format!(
+                    "found `{v}`, expected a tag of visible characters without spaces or commas"
+                ),
             );
         } else {
             fixed.push(v.clone());
@@ -325,7 +322,9 @@ fn rule(errs: &mut Errors, fi: usize, f: &str, r: &Spanned<RuleFile>) -> Option<
                 fi,
                 p.span(),
                 &format!("{f}.paths[{k}]"),
-                format!("found `{v}`, expected a path pattern starting with `/` like `/static/*.js`"),
+                format!(
+                    "found `{v}`, expected a path pattern starting with `/` like `/static/*.js`"
+                ),
             );
         } else {
             paths.push(PathPattern(v.clone()));
@@ -344,7 +343,10 @@ fn rule(errs: &mut Errors, fi: usize, f: &str, r: &Spanned<RuleFile>) -> Option<
                 fi,
                 c.span(),
                 &format!("{f}.content_types[{k}]"),
-                format!("found `{}`, expected a media type like `text/css` or `image/*`", c.get_ref()),
+                format!(
+                    "found `{}`, expected a media type like `text/css` or `image/*`",
+                    c.get_ref()
+                ),
             );
         }
     }
@@ -395,7 +397,12 @@ fn micro(
         }
     }
     let ttl = duration(errs, fi, &format!("{f}.ttl"), &mf.ttl, DEFAULT_TTL);
-    let swr = optional_duration(errs, fi, &format!("{f}.stale_while_revalidate"), &mf.stale_while_revalidate);
+    let swr = optional_duration(
+        errs,
+        fi,
+        &format!("{f}.stale_while_revalidate"),
+        &mf.stale_while_revalidate,
+    );
     let sie = optional_duration(errs, fi, &format!("{f}.stale_if_error"), &mf.stale_if_error);
     let lock_timeout = duration(
         errs,
@@ -454,7 +461,10 @@ fn optional_duration(
             fi,
             s.span(),
             field,
-            format!("found `{}`, a negative lifetime, expected a duration like `30s`", s.get_ref()),
+            format!(
+                "found `{}`, a negative lifetime, expected a duration like `30s`",
+                s.get_ref()
+            ),
         );
         return None;
     }

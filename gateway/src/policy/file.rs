@@ -18,8 +18,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::access_log::policy::AccessLogFile;
-use crate::cache::file::CachePolicyFile;
 use crate::auth::file::{AuthRuleFile, IssuerFile, RevocationFile};
+use crate::cache::file::CachePolicyFile;
 use crate::forwarding::ForwardingFile;
 use crate::route::file::RouteFile;
 use crate::upstream::file::ClusterFile;
