@@ -62,7 +62,8 @@ struct RunArgs {
     /// HTTPS listen address (TLS 1.2/1.3, ALPN h2 and http/1.1); empty to disable.
     #[arg(long, env = "GATEWAY_HTTPS", default_value = "0.0.0.0:8443")]
     https: String,
-    /// Admin listen address for /healthz, /readyz and /metrics.
+    /// Admin listen address for /healthz, /readyz, /metrics, and the micro-cache's
+    /// PURGE /cache/purge?tag=…|key=… and /cache/stats.
     #[arg(long, env = "GATEWAY_ADMIN", default_value = "127.0.0.1:9180")]
     admin: String,
     /// PEM certificate chain. Without it, HTTPS needs `--dev-certs` (or `--https ""`).
