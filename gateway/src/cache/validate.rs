@@ -524,6 +524,73 @@ fn is_tchar(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{attach::Attachments, validate as policy_validate, Source};
+    use std::path::Path;
+
+    /// `gateway check`'s messages for a cache section (after one cluster line pair).
+    fn check(text: &str) -> Result<Vec<String>, Vec<String>> {
+        let sources = vec![Source {
+            path: "c.toml".into(),
+            text: format!("[cluster.a]\nendpoints = [\"127.0.0.1:9\"]\n{text}"),
+        }];
+        let mut errs = Errors::new(&sources);
+        let files = policy_validate::parse(&mut errs, &sources);
+        let att = Attachments::load(&files, Path::new("."));
+        match policy_validate::validate(&files, &att, Path::new("."), errs) {
+            Ok(s) => Ok(s.warnings.iter().map(ToString::to_string).collect()),
+            Err(e) => Err(e.0.iter().map(ToString::to_string).collect()),
+        }
+    }
+
+    #[test]
+    fn every_bad_value_is_located() {
+        let errs = check(
+            "[cache.x]\ncache_control = \"public, max-age=60\"\ncdn_header = \"Surrogate-Control\"\nstatuses = [200, 304, 99]\nvary = [\"Accept\", \"accept\", \"bad header\"]\ncredential_cookies = [\"a b\"]\n[cache.x.tags]\nheaders = [\"X-Tag\"]\nfixed = [\"a,b\"]\n[[cache.x.rule]]\npaths = [\"static/*\"]\ncontent_types = [\"*/*\"]\n[cache.x.micro_cache]\nmax_bytes = \"lots\"\nmax_object_bytes = -1\nstale_if_error = \"-5s\"\nlock_timeout = \"0s\"\n",
+        )
+        .unwrap_err();
+        let want = [
+            "c.toml:5:14: cache.x.cdn_header: sends the value of `cdn_cache_control`, which is not set",
+            "c.toml:6:18: cache.x.statuses[1]: found `304`",
+            "c.toml:6:23: cache.x.statuses[2]: found `99`",
+            "c.toml:7:19: cache.x.vary[1]: duplicate header `accept`",
+            "c.toml:7:29: cache.x.vary[2]: found `bad header`",
+            "c.toml:8:23: cache.x.credential_cookies[0]: found `a b`",
+            "c.toml:10:12: cache.x.tags.headers[0]: found `X-Tag`",
+            "c.toml:11:10: cache.x.tags.fixed[0]: found `a,b`",
+            "c.toml:12:1: cache.x.rule[0]: sets no headers",
+            "c.toml:13:10: cache.x.rule[0].paths[0]: found `static/*`",
+            "c.toml:14:18: cache.x.rule[0].content_types[0]: found `*/*`",
+            "c.toml:16:13: cache.x.micro_cache.max_bytes: found `lots`",
+            "c.toml:17:20: cache.x.micro_cache.max_object_bytes: found `-1`",
+            "c.toml:18:18: cache.x.micro_cache.stale_if_error: found `-5s`, a negative lifetime",
+            "c.toml:19:16: cache.x.micro_cache.lock_timeout: found `0`",
+        ];
+        for w in want {
+            assert!(errs.iter().any(|e| e.starts_with(w)), "{w}\n{errs:#?}");
+        }
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+    }
+
+    #[test]
+    fn public_for_authenticated_is_a_warning() {
+        let warnings = check(
+            "[cache.x]\ncache_control = \"public, max-age=60\"\nauthenticated = \"public\"\n",
+        )
+        .unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with(
+                "c.toml:5:17: cache.x.authenticated: responses to requests with credentials"
+            ),
+            "{warnings:?}"
+        );
+        assert_eq!(
+            check(
+                "[cache.x]\ncache_control = \"public, max-age=60\"\nauthenticated = \"private\"\n"
+            ),
+            Ok(vec![])
+        );
+    }
 
     #[test]
     fn byte_sizes() {
