@@ -28,6 +28,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod connections;
 pub mod forwarding;
 #[cfg(test)]

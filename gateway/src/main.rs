@@ -62,7 +62,8 @@ struct RunArgs {
     /// HTTPS listen address (TLS 1.2/1.3, ALPN h2 and http/1.1); empty to disable.
     #[arg(long, env = "GATEWAY_HTTPS", default_value = "0.0.0.0:8443")]
     https: String,
-    /// Admin listen address for /healthz, /readyz and /metrics.
+    /// Admin listen address for /healthz, /readyz, /metrics, and the micro-cache's
+    /// PURGE /cache/purge?tag=…|key=… and /cache/stats.
     #[arg(long, env = "GATEWAY_ADMIN", default_value = "127.0.0.1:9180")]
     admin: String,
     /// PEM certificate chain. Repeat it (with a `--tls-key` each, in the same order) to serve
@@ -301,6 +302,12 @@ fn main() -> ExitCode {
 fn check(dir: &std::path::Path) -> ExitCode {
     match policy::load_dir(dir) {
         Ok(s) => {
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
+            if !s.warnings.is_empty() {
+                eprintln!("{} warning(s) in {}", s.warnings.len(), dir.display());
+            }
             println!(
                 "ok: {} routes, {} clusters, policy version {}",
                 s.routes.len(),

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, RespCacheable};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -21,7 +23,7 @@ use crate::reject::Reject;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::route::{request_host, RoutePlan};
 use crate::state::{Runtime, Shared};
-use crate::{auth, forwarding, key, limit, route, upstream};
+use crate::{auth, cache, forwarding, key, limit, route, upstream};
 use edgeway_record::outcome::{
     AuthResult, BreakerState, CacheStatus, ErrorClass, RateLimitDecision,
 };
@@ -77,6 +79,8 @@ pub struct Ctx {
     pub identity: Option<Arc<crate::auth::Identity>>,
     /// What the protection steps keep: the RateLimit headers, the in-flight place.
     pub limits: limit::RequestState,
+    /// Credentials seen and the micro-cache key, on routes with a cache policy.
+    pub cache: cache::ReqState,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -185,6 +189,7 @@ impl ProxyHttp for Gateway {
             outcome: Outcomes::default(),
             identity: None,
             limits: limit::RequestState::default(),
+            cache: cache::ReqState::default(),
         }
     }
 
@@ -350,12 +355,107 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         upstream_response.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
-        limit::response_headers(&ctx.limits, upstream_response)
+        limit::response_headers(&ctx.limits, upstream_response)?;
+        if let Some(plan) = ctx.route.as_deref() {
+            if let Some(rc) = &plan.cache {
+                let path = ctx
+                    .canonical_path
+                    .as_deref()
+                    .unwrap_or(session.req_header().uri.path());
+                let status = cache::respond(
+                    rc,
+                    &ctx.cache,
+                    session,
+                    plan.name(),
+                    path,
+                    upstream_response,
+                )?;
+                ctx.outcome.cache = status;
+            }
+        }
+        Ok(())
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<()> {
+        if let Some(plan) = ctx.route.as_deref() {
+            if let Some(rc) = &plan.cache {
+                let subject = ctx.identity.as_ref().is_some_and(|i| i.subject.is_some());
+                ctx.cache = cache::request_state(rc, session, plan.auth.is_some(), subject);
+            }
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> pingora::Result<CacheKey> {
+        let rc = ctx
+            .route
+            .as_deref()
+            .and_then(|p| p.cache.as_ref())
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no cache policy"))?;
+        let req = session.req_header();
+        let host = crate::host::checked_host(request_host(session)).unwrap_or_default();
+        let path = ctx.canonical_path.as_deref().unwrap_or(req.uri.path());
+        cache::cache_key(rc, &mut ctx.cache, host, path, req.uri.query())
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        ctx: &mut Ctx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        let rc = ctx.route.as_deref()?.cache.as_ref()?;
+        let subject = match (&ctx.outcome.auth_issuer, &ctx.outcome.auth_subject) {
+            (Some(i), Some(s)) => Some((&**i, s.as_str())),
+            _ => None,
+        };
+        cache::variance(rc, meta, req, subject)
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<RespCacheable> {
+        let Some(plan) = ctx.route.as_deref() else {
+            return Ok(RespCacheable::Uncacheable(
+                pingora::cache::NoCacheReason::NeverEnabled,
+            ));
+        };
+        let Some(rc) = &plan.cache else {
+            return Ok(RespCacheable::Uncacheable(
+                pingora::cache::NoCacheReason::NeverEnabled,
+            ));
+        };
+        let path = ctx
+            .canonical_path
+            .as_deref()
+            .unwrap_or(session.req_header().uri.path());
+        Ok(cache::response_cacheable(
+            rc,
+            &ctx.cache,
+            plan.name(),
+            path,
+            resp,
+        ))
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Ctx,
+        error: Option<&Error>,
+    ) -> bool {
+        ctx.route
+            .as_deref()
+            .and_then(|p| p.cache.as_ref())
+            .is_some_and(|rc| cache::serve_stale(rc, error))
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {

@@ -71,6 +71,8 @@ pub struct Runtime {
     pub auth: crate::auth::AuthRuntime,
     /// Rate limiters, the Redis connection, the in-flight counter, IP lists.
     pub limits: Arc<crate::limit::Runtime>,
+    /// The micro-caches (kept across reloads while their spec is unchanged).
+    pub cache: crate::cache::CacheRuntime,
 }
 
 impl Runtime {
@@ -100,6 +102,8 @@ impl Runtime {
         let limits = Arc::new(
             crate::limit::Runtime::build(&policy.limits, previous.map(|p| &*p.limits), env).await?,
         );
+        let cache =
+            crate::cache::CacheRuntime::build(&policy.cache, previous.map(|p| &p.cache)).await?;
         let mut routes = Vec::with_capacity(policy.routes.len());
         for spec in &policy.routes {
             // Validation checked the name; a miss here is a bug, reported, not a panic.
@@ -114,12 +118,17 @@ impl Runtime {
                 Some(rule) => Some(auth.plan(rule, &spec.name)?),
                 None => None,
             };
+            let route_cache = match &spec.cache {
+                Some(name) => Some(cache.plan(&policy.cache, name, &spec.name)?),
+                None => None,
+            };
             routes.push(Arc::new(RoutePlan {
                 spec: Arc::clone(spec),
                 cluster,
                 metrics: env.metrics.route(&spec.name),
                 auth: route_auth,
                 limits: limits.plan(&spec.name, &spec.protection),
+                cache: route_cache,
             }));
         }
         Ok(Runtime {
@@ -129,6 +138,7 @@ impl Runtime {
             unrouted_metrics: env.metrics.route("-"),
             auth,
             limits,
+            cache,
             policy: Arc::new(policy),
         })
     }
@@ -173,6 +183,7 @@ impl Shared {
     ) -> Result<Arc<Shared>, PolicyErrors> {
         let metrics = Metrics::new();
         let snapshot = read_policy(policy_dir).await?;
+        log_warnings(&snapshot);
         let version = snapshot.version.clone();
         let env = BuildEnv {
             metrics: &metrics,
@@ -210,6 +221,7 @@ impl Shared {
             return Ok(ReloadOutcome::Unchanged(snapshot.version.to_string()));
         }
         let version = snapshot.version.to_string();
+        log_warnings(&snapshot);
         let env = BuildEnv {
             metrics: &self.metrics,
             clock: &self.clock,
@@ -233,6 +245,13 @@ impl Shared {
         }
         self.metrics.set_policy_version(&version);
         Ok(ReloadOutcome::Applied(version))
+    }
+}
+
+/// Valid but risky settings are logged at every load that applies them.
+fn log_warnings(snapshot: &Snapshot) {
+    for w in &snapshot.warnings {
+        tracing::warn!(warning = %w, "policy warning");
     }
 }
 

@@ -151,6 +151,15 @@ outcome_enum! {
         Stale => "stale",
         /// Fetched from the upstream and stored in the micro-cache.
         Miss => "miss",
+        /// A stale micro-cache entry was revalidated with the origin (304) and served.
+        Revalidated => "revalidated",
+        /// A micro-cache entry had expired; a fresh response was fetched and stored.
+        Expired => "expired",
+        /// The route has a micro-cache but this request skipped it (credentials, method).
+        Bypass => "bypass",
+        /// The route has a micro-cache but the response may not be stored (private,
+        /// `no-store`, `Set-Cookie`, status, size).
+        Uncacheable => "uncacheable",
     }
 }
 

@@ -4,7 +4,12 @@
 //! - `GET /healthz` answers 200, or 503 while the origin is marked unhealthy;
 //! - `/slow?ms=N` waits N ms, then answers like any other path;
 //! - `/static` answers a fixed small body (the benchmark target);
-//! - any other path answers 200 with a JSON echo: origin name, method, path and headers.
+//! - any other path answers 200 with a JSON echo: origin name, method, path, headers and the
+//!   origin's request count `n`; query parameters shape the answer (for cache tests):
+//!   `status=N`, `cc=` (Cache-Control), `cdn=` (CDN-Cache-Control), `etag=` (an If-None-Match
+//!   naming it gets 304), `lm=` (Last-Modified; an equal If-Modified-Since gets 304),
+//!   `cookie=` (Set-Cookie), `vary=`, `ct=` (Content-Type);
+//! - while `fail_status` is non-zero, every path but `/healthz` answers that status.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,6 +31,8 @@ pub struct OriginState {
     pub name: String,
     pub healthy: AtomicBool,
     pub requests: AtomicU64,
+    /// When non-zero, every path but `/healthz` answers this status (an origin failing).
+    pub fail_status: std::sync::atomic::AtomicU16,
 }
 
 /// A running origin; it stops when the handle is dropped.
@@ -47,6 +54,7 @@ impl Origin {
             name: name.to_string(),
             healthy: AtomicBool::new(true),
             requests: AtomicU64::new(0),
+            fail_status: std::sync::atomic::AtomicU16::new(0),
         });
         let st = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -82,7 +90,7 @@ async fn handle(
     st: Arc<OriginState>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    st.requests.fetch_add(1, Ordering::Relaxed);
+    let n = st.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let path = req.uri().path();
     if path == "/static" {
         return Ok(Response::builder()
@@ -99,6 +107,13 @@ async fn handle(
             } else {
                 b"down"
             })))
+            .unwrap_or_default());
+    }
+    let fail = st.fail_status.load(Ordering::SeqCst);
+    if fail != 0 {
+        return Ok(Response::builder()
+            .status(fail)
+            .body(Full::new(Bytes::from_static(b"origin failing")))
             .unwrap_or_default());
     }
     if path.starts_with("/slow") {
@@ -126,9 +141,79 @@ async fn handle(
         "path": path,
         "version": format!("{:?}", req.version()),
         "headers": headers,
+        "n": n,
     });
-    Ok(Response::builder()
-        .header("content-type", "application/json")
+    let params: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), decode(v)))
+        .collect();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut resp =
+        Response::builder().header("content-type", param("ct").unwrap_or("application/json"));
+    for (p, h) in [
+        ("cc", "cache-control"),
+        ("cdn", "cdn-cache-control"),
+        ("etag", "etag"),
+        ("lm", "last-modified"),
+        ("cookie", "set-cookie"),
+        ("vary", "vary"),
+    ] {
+        if let Some(v) = param(p) {
+            resp = resp.header(h, v);
+        }
+    }
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let not_modified = param("etag").is_some_and(|e| {
+        header("if-none-match").is_some_and(|inm| inm.split(',').any(|t| t.trim() == e))
+    }) || param("lm").is_some_and(|lm| header("if-modified-since") == Some(lm));
+    if not_modified {
+        return Ok(resp
+            .status(304)
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_default());
+    }
+    let status = param("status")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200u16);
+    Ok(resp
+        .status(status)
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap_or_default())
+}
+
+/// `%XX` and `+` of a query value.
+fn decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(c) => {
+                        out.push(c);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -272,7 +272,7 @@ async fn upstream_down_is_502_and_slow_is_504_with_request_id() {
 #[tokio::test]
 async fn health_check_removes_a_dead_endpoint_and_restores_it() {
     let (a, b) = (Origin::start("a").await, Origin::start("b").await);
-    let hc = "[cluster.pool.health_check]\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"200ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n";
+    let hc = "[cluster.pool.health_check]\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"2s\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n";
     let cl = clusters(&[("pool", &[&a, &b], hc)]);
     let routes = "[[route]]\nname = \"pool\"\ncluster = \"pool\"\n";
     let gw = Gateway::start(&[("c.toml", &cl), ("r.toml", routes)]).await;

@@ -19,6 +19,7 @@ use toml::Spanned;
 
 use crate::access_log::policy::AccessLogFile;
 use crate::auth::file::{AuthRuleFile, IssuerFile, RevocationFile};
+use crate::cache::file::CachePolicyFile;
 use crate::forwarding::ForwardingFile;
 use crate::limit::file::{IpAccessFile, IpListFile, LimitFile, LoadSheddingFile, RateLimitsFile};
 use crate::route::file::RouteFile;
@@ -60,6 +61,12 @@ pub struct PolicyFile {
     #[serde(default, rename = "auth")]
     #[schemars(with = "BTreeMap<String, AuthRuleFile>")]
     pub auth_rules: BTreeMap<String, Spanned<AuthRuleFile>>,
+
+    /// Cache header policies (and optional micro-caches), keyed by name: `[cache.<name>]`; a
+    /// route names one with `cache`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, CachePolicyFile>")]
+    pub cache: BTreeMap<String, Spanned<CachePolicyFile>>,
 
     /// Revoked tokens and subjects (file and Redis). At most one file may set this.
     #[serde(default)]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::{access_log, auth, forwarding, limit, route, upstream};
+use crate::{access_log, auth, cache, forwarding, limit, route, upstream};
 
 /// One problem in the policy files, located precisely enough for an editor to jump to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +79,9 @@ pub struct Snapshot {
     pub auth: auth::spec::AuthPolicy,
     /// Rate limits, IP lists, load shedding.
     pub limits: limit::LimitPolicy,
+    pub cache: cache::spec::CachePolicies,
+    /// Valid but risky settings (`gateway check` prints them; the gateway logs them at load).
+    pub warnings: Vec<PolicyError>,
     /// Where each named definition (`cluster.api`) was written, for errors found later.
     pub origins: Origins,
 }

@@ -22,12 +22,14 @@ use toml::Spanned;
 use super::attach::Attachments;
 use super::file::PolicyFile;
 use super::{line_col, Origin, Origins, PolicyError, PolicyErrors, Snapshot, Source};
-use crate::{access_log, auth, forwarding, limit, route, upstream};
+use crate::{access_log, auth, cache, forwarding, limit, route, upstream};
 
 /// Collects located errors against the policy sources.
 pub struct Errors<'a> {
     sources: &'a [Source],
     out: Vec<PolicyError>,
+    /// Valid but risky settings: reported by `gateway check` and logged at load, never fatal.
+    warnings: Vec<PolicyError>,
     origins: Origins,
 }
 
@@ -36,6 +38,7 @@ impl<'a> Errors<'a> {
         Errors {
             sources,
             out: Vec::new(),
+            warnings: Vec::new(),
             origins: Origins::default(),
         }
     }
@@ -44,6 +47,18 @@ impl<'a> Errors<'a> {
     pub fn at(&mut self, file: usize, span: Range<usize>, field: &str, message: String) {
         let origin = self.origin(file, span);
         self.out.push(PolicyError {
+            file: origin.file,
+            line: origin.line,
+            column: origin.column,
+            field: field.to_string(),
+            message,
+        });
+    }
+
+    /// Report a valid but risky setting at `span` (a warning: the policy still loads).
+    pub fn warn(&mut self, file: usize, span: Range<usize>, field: &str, message: String) {
+        let origin = self.origin(file, span);
+        self.warnings.push(PolicyError {
             file: origin.file,
             line: origin.line,
             column: origin.column,
@@ -98,6 +113,8 @@ pub struct Names {
     pub limits: HashMap<String, usize>,
     /// `[ip_list.<name>]` → its file.
     pub ip_lists: HashMap<String, usize>,
+    /// `[cache.<name>]` → file.
+    pub cache_policies: HashMap<String, usize>,
 }
 
 /// Check that `name` is one of `defined` (a `what` such as "clusters"), reporting
@@ -261,6 +278,7 @@ pub fn validate(
     let access_log = access_log::policy::validate(&mut errs, files);
     let auth = auth::validate::validate(&mut errs, files, attachments, base_dir, &mut names);
     let limits = limit::validate(&mut errs, files, attachments, base_dir, &mut names);
+    let cache = cache::validate::validate(&mut errs, files, &mut names);
     let routes = route::validate(&mut errs, files, &names);
 
     if !errs.out.is_empty() {
@@ -274,6 +292,8 @@ pub fn validate(
         access_log,
         auth,
         limits,
+        cache,
+        warnings: errs.warnings,
         origins: errs.origins,
     })
 }

@@ -70,6 +70,11 @@ pub struct RouteFile {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub ip_deny: Vec<Spanned<String>>,
+    /// Name of the `[cache.<name>]` policy that sets this route's cache headers (and
+    /// micro-cache). Default: none (the origin's cache headers pass through untouched).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub cache: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {

@@ -50,6 +50,8 @@ pub struct Route {
     pub auth: Option<Arc<str>>,
     /// Rate limits, IP lists and shedding priority.
     pub protection: crate::limit::RouteRules,
+    /// Name of the cache policy (validated to exist).
+    pub cache: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -74,6 +76,8 @@ pub struct RoutePlan {
     /// The route's authentication, when it has an auth rule.
     pub auth: Option<Arc<crate::auth::RouteAuth>>,
     pub limits: crate::limit::RouteLimits,
+    /// The route's cache policy and micro-cache, when it names one.
+    pub cache: Option<crate::cache::RouteCache>,
 }
 
 impl Matchable for RoutePlan {

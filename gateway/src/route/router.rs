@@ -162,6 +162,7 @@ mod tests {
             forward_path: Default::default(),
             auth: None,
             protection: Default::default(),
+            cache: None,
         }
     }
 

@@ -204,7 +204,17 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         )
     });
     let protection = crate::limit::route_rules(errs, fi, ri, r, names);
-    if errs.count() > before || !known_cluster || !known_auth {
+    let known_cache = r.cache.as_ref().is_none_or(|c| {
+        lookup(
+            errs,
+            fi,
+            c,
+            &format!("{f}.cache"),
+            "cache policies",
+            &names.cache_policies,
+        )
+    });
+    if errs.count() > before || !known_cluster || !known_auth || !known_cache {
         return None;
     }
     Some(Route {
@@ -217,5 +227,6 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         forward_path: r.forward_path,
         auth: r.auth.as_ref().map(|a| Arc::from(a.get_ref().as_str())),
         protection,
+        cache: r.cache.as_ref().map(|c| Arc::from(c.get_ref().as_str())),
     })
 }
