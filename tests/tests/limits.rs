@@ -939,3 +939,69 @@ limits = ["per_key"]
         0.0
     );
 }
+
+#[tokio::test]
+async fn an_edit_of_a_list_file_alone_is_reloaded() {
+    let origin = Origin::start("a").await;
+    let policy = |files: &str| {
+        format!(
+            "[forwarding]\ntrusted_proxies = [\"127.0.0.0/8\"]\n\n[ip_list.blocked]\nfiles = [{files}]\n\n[ip_access]\ndeny = [\"blocked\"]\n\n[[route]]\nname = \"api\"\ncluster = \"a\"\n"
+        )
+    };
+    let gw = Gateway::start(&[
+        ("c.toml", &cluster(&origin)),
+        ("ip.toml", &policy("\"blocked.txt\"")),
+        ("blocked.txt", "198.51.100.1\n"),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let status = |ip: &'static str| {
+        let client = client.clone();
+        let url = gw.url("/");
+        async move { send(&client, &url, &[("x-forwarded-for", ip)]).await.status }
+    };
+    assert_eq!(status("198.51.100.1").await, 403);
+    assert_eq!(status("198.51.100.2").await, 200);
+    let version = |gw: &Gateway| {
+        let gw_admin = gw.admin;
+        async move {
+            reqwest::get(format!("http://{gw_admin}/readyz"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let v1 = version(&gw).await;
+    // Only the list file changes: a new policy version, applied.
+    gw.write_policy("blocked.txt", "198.51.100.2\n");
+    eventually("list edit applied", Duration::from_secs(10), || async {
+        (status("198.51.100.2").await == 403 && status("198.51.100.1").await == 200).then_some(())
+    })
+    .await;
+    assert_ne!(version(&gw).await, v1);
+
+    // A list in a subdirectory of the policy directory is watched too.
+    std::fs::create_dir(gw.policies.join("lists")).unwrap();
+    std::fs::write(gw.policies.join("lists/more.txt"), "198.51.100.3\n").unwrap();
+    gw.write_policy("ip.toml", &policy("\"blocked.txt\", \"lists/more.txt\""));
+    eventually(
+        "subdirectory list applied",
+        Duration::from_secs(10),
+        || async { (status("198.51.100.3").await == 403).then_some(()) },
+    )
+    .await;
+    let tmp = gw.policies.join("lists/.more.tmp");
+    std::fs::write(&tmp, "198.51.100.4\n").unwrap();
+    std::fs::rename(&tmp, gw.policies.join("lists/more.txt")).unwrap();
+    eventually(
+        "subdirectory list edit applied",
+        Duration::from_secs(10),
+        || async {
+            (status("198.51.100.4").await == 403 && status("198.51.100.3").await == 200)
+                .then_some(())
+        },
+    )
+    .await;
+}
