@@ -796,12 +796,22 @@ async fn cluster_limits_authenticate_to_redis_and_never_log_the_password() {
     let gw = Gateway::start(&[("c.toml", &cluster(&origin)), ("limits.toml", &policy)]).await;
     redis_up(&gw).await;
     let client = reqwest::Client::new();
-    let mut statuses = Vec::new();
+    let mut responses = Vec::new();
     for _ in 0..4 {
-        statuses.push(send(&client, &gw.url("/x"), &[]).await.status);
+        responses.push(send(&client, &gw.url("/x"), &[]).await);
     }
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
     // Decided by Redis (on_redis_down = "deny" would refuse everything).
     assert_eq!(statuses, [200, 200, 200, 429]);
+    // The numbers come from the script (Redis's clock): 3 per 3 hours, one token an hour.
+    assert_eq!(
+        responses[0].header("ratelimit-policy"),
+        "\"shared\";q=1;w=3600"
+    );
+    assert_eq!(responses[0].header("ratelimit"), "\"shared\";r=2;t=3600");
+    assert_eq!(responses[2].header("ratelimit"), "\"shared\";r=0;t=10800");
+    assert_eq!(responses[3].header("retry-after"), "3600");
+    assert_eq!(responses[3].header("x-ratelimit-remaining"), "0");
     let keys = redis.cli(&[
         "-a",
         "s3cret-pw",
