@@ -175,7 +175,7 @@ rate_limit_headers = false
 }
 
 #[tokio::test]
-async fn keys_by_client_ip_behind_a_trusted_proxy_by_api_key_and_by_claim_tier() {
+async fn keys_by_client_ip_behind_a_trusted_proxy_by_api_key_and_by_header_tier() {
     let origin = Origin::start("a").await;
     let limits = r#"
 [forwarding]
