@@ -74,7 +74,13 @@ impl BackgroundService for Reloader {
         let _watcher = match watcher {
             Ok(mut w) => {
                 for dir in &watched {
-                    if let Err(e) = w.watch(dir, RecursiveMode::NonRecursive) {
+                    // The policy directory's subdirectories hold referenced files (IP lists).
+                    let mode = if *dir == self.shared.policy_dir {
+                        RecursiveMode::Recursive
+                    } else {
+                        RecursiveMode::NonRecursive
+                    };
+                    if let Err(e) = w.watch(dir, mode) {
                         tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; reload with SIGHUP");
                     }
                 }

@@ -175,7 +175,7 @@ rate_limit_headers = false
 }
 
 #[tokio::test]
-async fn keys_by_client_ip_behind_a_trusted_proxy_by_api_key_and_by_claim_tier() {
+async fn keys_by_client_ip_behind_a_trusted_proxy_by_api_key_and_by_header_tier() {
     let origin = Origin::start("a").await;
     let limits = r#"
 [forwarding]
@@ -491,9 +491,11 @@ priority = "critical"
         assert_eq!(h.await.unwrap(), 200);
     }
     assert_eq!(held2.await.unwrap(), 200);
-    // Places are freed when requests finish.
-    wait_metric(&gw, "gateway_in_flight_requests", &[], 0.0).await;
-    assert_eq!(gw.metric("gateway_in_flight_requests", &[]).await, 0.0);
+    // Places are freed when requests finish (the context is dropped just after the response).
+    eventually("no request in flight", Duration::from_secs(10), || async {
+        (gw.metric("gateway_in_flight_requests", &[]).await == 0.0).then_some(())
+    })
+    .await;
     assert_eq!(
         send(&client, &gw.url("/x"), &[("host", "bulk.test")])
             .await
@@ -794,12 +796,22 @@ async fn cluster_limits_authenticate_to_redis_and_never_log_the_password() {
     let gw = Gateway::start(&[("c.toml", &cluster(&origin)), ("limits.toml", &policy)]).await;
     redis_up(&gw).await;
     let client = reqwest::Client::new();
-    let mut statuses = Vec::new();
+    let mut responses = Vec::new();
     for _ in 0..4 {
-        statuses.push(send(&client, &gw.url("/x"), &[]).await.status);
+        responses.push(send(&client, &gw.url("/x"), &[]).await);
     }
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
     // Decided by Redis (on_redis_down = "deny" would refuse everything).
     assert_eq!(statuses, [200, 200, 200, 429]);
+    // The numbers come from the script (Redis's clock): 3 per 3 hours, one token an hour.
+    assert_eq!(
+        responses[0].header("ratelimit-policy"),
+        "\"shared\";q=1;w=3600"
+    );
+    assert_eq!(responses[0].header("ratelimit"), "\"shared\";r=2;t=3600");
+    assert_eq!(responses[2].header("ratelimit"), "\"shared\";r=0;t=10800");
+    assert_eq!(responses[3].header("retry-after"), "3600");
+    assert_eq!(responses[3].header("x-ratelimit-remaining"), "0");
     let keys = redis.cli(&[
         "-a",
         "s3cret-pw",
@@ -938,4 +950,70 @@ limits = ["per_key"]
             .await,
         0.0
     );
+}
+
+#[tokio::test]
+async fn an_edit_of_a_list_file_alone_is_reloaded() {
+    let origin = Origin::start("a").await;
+    let policy = |files: &str| {
+        format!(
+            "[forwarding]\ntrusted_proxies = [\"127.0.0.0/8\"]\n\n[ip_list.blocked]\nfiles = [{files}]\n\n[ip_access]\ndeny = [\"blocked\"]\n\n[[route]]\nname = \"api\"\ncluster = \"a\"\n"
+        )
+    };
+    let gw = Gateway::start(&[
+        ("c.toml", &cluster(&origin)),
+        ("ip.toml", &policy("\"blocked.txt\"")),
+        ("blocked.txt", "198.51.100.1\n"),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let status = |ip: &'static str| {
+        let client = client.clone();
+        let url = gw.url("/");
+        async move { send(&client, &url, &[("x-forwarded-for", ip)]).await.status }
+    };
+    assert_eq!(status("198.51.100.1").await, 403);
+    assert_eq!(status("198.51.100.2").await, 200);
+    let version = |gw: &Gateway| {
+        let gw_admin = gw.admin;
+        async move {
+            reqwest::get(format!("http://{gw_admin}/readyz"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let v1 = version(&gw).await;
+    // Only the list file changes: a new policy version, applied.
+    gw.write_policy("blocked.txt", "198.51.100.2\n");
+    eventually("list edit applied", Duration::from_secs(10), || async {
+        (status("198.51.100.2").await == 403 && status("198.51.100.1").await == 200).then_some(())
+    })
+    .await;
+    assert_ne!(version(&gw).await, v1);
+
+    // A list in a subdirectory of the policy directory is watched too.
+    std::fs::create_dir(gw.policies.join("lists")).unwrap();
+    std::fs::write(gw.policies.join("lists/more.txt"), "198.51.100.3\n").unwrap();
+    gw.write_policy("ip.toml", &policy("\"blocked.txt\", \"lists/more.txt\""));
+    eventually(
+        "subdirectory list applied",
+        Duration::from_secs(10),
+        || async { (status("198.51.100.3").await == 403).then_some(()) },
+    )
+    .await;
+    let tmp = gw.policies.join("lists/.more.tmp");
+    std::fs::write(&tmp, "198.51.100.4\n").unwrap();
+    std::fs::rename(&tmp, gw.policies.join("lists/more.txt")).unwrap();
+    eventually(
+        "subdirectory list edit applied",
+        Duration::from_secs(10),
+        || async {
+            (status("198.51.100.4").await == 403 && status("198.51.100.3").await == 200)
+                .then_some(())
+        },
+    )
+    .await;
 }

@@ -175,4 +175,38 @@ mod tests {
             assert!(!s.contains(IpAddr::V4(gap.into())), "{i}");
         }
     }
+
+    proptest::proptest! {
+        /// Membership over merged ranges is exactly "inside any of the blocks".
+        #[test]
+        fn same_answer_as_a_linear_scan(
+            v4 in proptest::collection::vec((proptest::prelude::any::<u32>(), 0u8..=32), 0..60),
+            v6 in proptest::collection::vec((proptest::prelude::any::<u128>(), 0u8..=128), 0..30),
+            probes4 in proptest::collection::vec(proptest::prelude::any::<u32>(), 50),
+            probes6 in proptest::collection::vec(proptest::prelude::any::<u128>(), 20),
+        ) {
+            let nets: Vec<IpNet> = v4
+                .iter()
+                .map(|&(a, l)| IpNet::V4(ipnet::Ipv4Net::new(a.into(), l).unwrap()))
+                .chain(v6.iter().map(|&(a, l)| IpNet::V6(ipnet::Ipv6Net::new(a.into(), l).unwrap())))
+                .collect();
+            let set = CidrSet::new(nets.iter().copied());
+            // Probe the edges of every block too, where an off-by-one would show.
+            let mut probes: Vec<IpAddr> = probes4.iter().map(|&a| IpAddr::V4(a.into())).collect();
+            probes.extend(probes6.iter().map(|&a| IpAddr::V6(a.into())));
+            for n in &nets {
+                probes.push(n.network());
+                probes.push(n.broadcast());
+                if let IpNet::V4(n4) = n {
+                    let hi = u32::from(n4.broadcast());
+                    probes.push(IpAddr::V4(hi.wrapping_add(1).into()));
+                    probes.push(IpAddr::V4(u32::from(n4.network()).wrapping_sub(1).into()));
+                }
+            }
+            for ip in probes {
+                let linear = nets.iter().any(|n| n.contains(&ip));
+                proptest::prop_assert_eq!(set.contains(ip), linear, "{}", ip);
+            }
+        }
+    }
 }

@@ -260,4 +260,49 @@ mod tests {
         assert!(woken.load(Ordering::SeqCst));
         assert_ne!(keys.hash(b"a"), keys.hash(b"b"));
     }
+
+    proptest::proptest! {
+        /// Whatever the arrival pattern and costs, a bucket never admits more than its burst
+        /// plus what the elapsed time refilled, and an idle bucket refills to its full burst.
+        #[test]
+        fn never_more_than_burst_plus_refill(
+            burst in 1u32..20,
+            interval_ms in 1u64..50,
+            steps in proptest::collection::vec((0u64..120, 1u32..5), 1..200),
+        ) {
+            let clock = ManualClock::new(0);
+            let interval = Duration::from_millis(interval_ms);
+            let r = Rate {
+                rate: NonZeroU32::new(1).unwrap(),
+                per: interval,
+                burst: NonZeroU32::new(burst).unwrap(),
+                interval,
+            };
+            let b = Buckets::new(r, GovClock(Arc::new(clock.clone())));
+            let mut admitted = 0u64;
+            let mut elapsed = Duration::ZERO;
+            for (advance_ms, cost) in steps {
+                clock.advance(Duration::from_millis(advance_ms));
+                elapsed += Duration::from_millis(advance_ms);
+                let cost = cost.min(burst);
+                let v = b.check(1, NonZeroU32::new(cost).unwrap());
+                if v.allowed {
+                    admitted += u64::from(cost);
+                    proptest::prop_assert!(v.remaining < burst);
+                } else {
+                    proptest::prop_assert!(v.retry_after > Duration::ZERO);
+                    proptest::prop_assert!(v.retry_after <= interval * cost);
+                }
+                let refilled = (elapsed.as_nanos() / interval.as_nanos()) as u64;
+                proptest::prop_assert!(admitted <= u64::from(burst) + refilled);
+            }
+            clock.advance(interval * burst);
+            let mut again = 0;
+            while b.check(1, NonZeroU32::MIN).allowed {
+                again += 1;
+                proptest::prop_assert!(again <= burst);
+            }
+            proptest::prop_assert_eq!(again, burst);
+        }
+    }
 }

@@ -7,9 +7,11 @@
 //! - [`validate()`] / [`route_rules`]: pure; every error located (list files arrive as
 //!   attachments);
 //! - specs: [`LimitPolicy`] in the snapshot, [`RouteRules`] on each route;
-//! - runtime: [`Runtime`] (one [`Limiter`] per limit, kept with its buckets while its spec is
-//!   unchanged; the Redis connection; the in-flight counter) and [`RouteLimits`] on each
-//!   `RoutePlan`;
+//! - runtime: [`Runtime`] (`runtime.rs`: one [`Limiter`] per limit, kept with its buckets
+//!   while its spec is unchanged; the Redis connection; the in-flight counter) and
+//!   [`RouteLimits`] on each `RoutePlan`; a limiter (`limiter.rs`) holds local GCRA buckets
+//!   (`local.rs`) or Redis leases (`cluster.rs`) per tier; IP lists are `cidr.rs`, shedding
+//!   `shed.rs`, the response headers `headers.rs`;
 //! - phase steps, in `request_filter` order: [`ip_access`] before routing (403), [`admit`]
 //!   after routing (the route's IP lists, then shedding: 503 `overloaded`), [`check`] after
 //!   authentication (claims feed keys: 429 with `Retry-After` and the `RateLimit` headers),
@@ -24,48 +26,45 @@
 pub mod cidr;
 mod cluster;
 pub mod file;
+mod headers;
+mod limiter;
 mod local;
 pub mod metrics;
+mod runtime;
 mod shed;
 mod validate;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::RETRY_AFTER;
 use http::Method;
-use pingora::http::ResponseHeader;
-use prometheus::{IntCounter, IntGauge};
 
 pub use cidr::CidrSet;
 pub use cluster::{RedisStore, KEY_PREFIX, TAKE};
 pub use file::{Mode, OnRedisDown, Scope};
+pub use headers::{
+    header_values, response_headers, HeaderInfo, TierHeaders, RATELIMIT, RATELIMIT_POLICY,
+    X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+};
+pub use limiter::{Checked, Limiter, LimiterSpec};
 pub use local::{Buckets, GovClock, Verdict, SWEEP_EVERY};
+pub use runtime::{forget_removed, RouteLimits, Runtime};
 pub use shed::{InFlight, Shedder};
 pub use validate::{referenced_files, route_rules, validate};
 
 use crate::key::{self, KeyBuf, KeySpec};
 use crate::reject::Reject;
-use crate::state::{keep_or_build, BuildEnv, BuildError, Part};
-use edgeway_record::clock::Clock;
 use edgeway_record::outcome::{ErrorClass, RateLimitDecision};
-use metrics::{DecisionCounters, LimitMetrics};
+use headers::whole_secs;
 
 /// Route priorities, in percent of `max_in_flight` a route may fill.
 pub const PRIORITY_CRITICAL: u8 = 100;
 pub const PRIORITY_NORMAL: u8 = 80;
 pub const PRIORITY_BULK: u8 = 50;
-
-/// `RateLimit` and `RateLimit-Policy` of draft-ietf-httpapi-ratelimit-headers-08.
-pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-pub const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 /// A bucket's size and refill: `rate` tokens every `per`, at most `burst` held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,423 +177,6 @@ impl Default for RouteRules {
     }
 }
 
-/// What a [`Limiter`] is built from.
-#[derive(Debug, PartialEq, Eq)]
-pub struct LimiterSpec {
-    pub limit: Arc<LimitSpec>,
-    pub redis: Option<RedisSpec>,
-}
-
-/// One tier of a limit: local buckets (for a cluster limit, the fallback buckets at
-/// `rate / instances`) and, for a cluster limit, the leases taken from Redis.
-struct Tier {
-    name: Box<str>,
-    rate: Rate,
-    headers: Arc<TierHeaders>,
-    local: local::Buckets,
-    leases: cluster::Leases,
-}
-
-/// The runtime of one `[limit.<name>]`.
-pub struct Limiter {
-    spec: LimiterSpec,
-    keys: local::Keys,
-    tiers: Vec<Tier>,
-    tier_index: HashMap<Box<[u8]>, usize>,
-    clock: Arc<dyn Clock>,
-    redis: Option<Arc<RedisStore>>,
-    started: AtomicBool,
-    keys_gauge: IntGauge,
-    fallback: IntCounter,
-}
-
-impl Part for Limiter {
-    type Spec = LimiterSpec;
-    fn spec(&self) -> &LimiterSpec {
-        &self.spec
-    }
-}
-
-/// What one limit said about one request.
-#[derive(Debug, Clone, Copy)]
-pub struct Checked<'l> {
-    pub verdict: Verdict,
-    pub rate: &'l Rate,
-    pub headers: &'l Arc<TierHeaders>,
-}
-
-impl Limiter {
-    fn build(
-        spec: LimiterSpec,
-        redis: Option<Arc<RedisStore>>,
-        clock: &Arc<dyn Clock>,
-        m: &LimitMetrics,
-    ) -> Limiter {
-        let l = &spec.limit;
-        let instances = spec.redis.as_ref().map_or(1, |r| r.instances.max(1));
-        let tier = |name: &str, rate: &Rate| {
-            let local_rate = match l.scope {
-                Scope::Local => rate.clone(),
-                // The fallback share of one instance.
-                Scope::Cluster => Rate {
-                    rate: rate.rate,
-                    per: rate.per * instances,
-                    burst: NonZeroU32::new(rate.burst.get() / instances).unwrap_or(NonZeroU32::MIN),
-                    interval: rate.interval * instances,
-                },
-            };
-            Tier {
-                name: name.into(),
-                headers: Arc::new(TierHeaders::new(&l.name, rate)),
-                rate: rate.clone(),
-                local: local::Buckets::new(local_rate, GovClock(Arc::clone(clock))),
-                leases: cluster::Leases::default(),
-            }
-        };
-        let mut tiers = vec![tier("-", &l.base)];
-        let mut tier_index = HashMap::new();
-        for (value, rate) in &l.tiers {
-            tier_index.insert(Box::<[u8]>::from(value.as_bytes()), tiers.len());
-            tiers.push(tier(value, rate));
-        }
-        Limiter {
-            keys: local::Keys::new(l.max_keys),
-            keys_gauge: m.keys.with_label_values(&[&l.name]),
-            fallback: m.fallback.with_label_values(&[&l.name]),
-            spec,
-            tiers,
-            tier_index,
-            clock: Arc::clone(clock),
-            redis,
-            started: AtomicBool::new(false),
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.spec.limit.name
-    }
-
-    pub fn mode(&self) -> Mode {
-        self.spec.limit.mode
-    }
-
-    /// Spend this request's tokens. `None` when the request has no key for this limit.
-    pub async fn check(
-        &self,
-        req: &key::Request<'_>,
-        buf: &mut KeyBuf,
-        method: &Method,
-        route_cost: NonZeroU32,
-    ) -> Option<Checked<'_>> {
-        let l = &self.spec.limit;
-        let tier = match &l.tier_key {
-            None => &self.tiers[0],
-            Some(k) => {
-                buf.clear();
-                let i = if k.write(req, buf) {
-                    self.tier_index.get(buf.as_bytes()).copied().unwrap_or(0)
-                } else {
-                    0
-                };
-                &self.tiers[i]
-            }
-        };
-        buf.clear();
-        if !l.key.write(req, buf) {
-            return None;
-        }
-        let hash = self.keys.hash(buf.as_bytes());
-        let cost = l.cost(method).saturating_mul(route_cost);
-        self.keys.count(|| self.len());
-        let verdict = match l.scope {
-            Scope::Local => tier.local.check(hash, cost),
-            Scope::Cluster => self.check_cluster(tier, hash, buf.as_bytes(), cost).await,
-        };
-        Some(Checked {
-            verdict,
-            rate: &tier.rate,
-            headers: &tier.headers,
-        })
-    }
-
-    async fn check_cluster(&self, tier: &Tier, hash: u64, key: &[u8], cost: NonZeroU32) -> Verdict {
-        let now = self.clock.monotonic();
-        if let Some(v) = tier.leases.spend(hash, cost.get(), now) {
-            return v;
-        }
-        if let Some(redis) = self.redis.as_ref().filter(|r| r.is_up()) {
-            let name = cluster::redis_key(&self.spec.limit.name, &tier.name, key);
-            let want = tier
-                .leases
-                .want(hash, cost.get(), self.spec.limit.lease, now);
-            if let Some(g) = redis.take(&name, &tier.rate, want, cost.get()).await {
-                tier.leases.store(hash, &g, cost.get(), &tier.rate, now);
-                let allowed = g.granted >= cost.get();
-                return Verdict {
-                    allowed,
-                    remaining: if allowed {
-                        g.remaining + g.granted - cost.get()
-                    } else {
-                        0
-                    },
-                    reset: g.reset,
-                    retry_after: g.retry_after,
-                };
-            }
-        }
-        self.fallback.inc();
-        let on_down = self
-            .spec
-            .redis
-            .as_ref()
-            .map_or(OnRedisDown::Local, |r| r.on_down);
-        match on_down {
-            OnRedisDown::Local => tier.local.check(hash, cost),
-            OnRedisDown::Allow => Verdict {
-                allowed: true,
-                remaining: tier.rate.burst.get(),
-                reset: Duration::ZERO,
-                retry_after: Duration::ZERO,
-            },
-            OnRedisDown::Deny => Verdict {
-                allowed: false,
-                remaining: 0,
-                reset: tier.rate.per,
-                retry_after: tier.rate.interval * cost.get(),
-            },
-        }
-    }
-
-    /// Keys held (buckets and leases).
-    pub fn len(&self) -> usize {
-        self.tiers
-            .iter()
-            .map(|t| t.local.len() + t.leases.len())
-            .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Forget idle keys.
-    pub fn sweep(&self) {
-        let now = self.clock.monotonic();
-        for t in &self.tiers {
-            t.local.sweep();
-            t.leases.sweep(now);
-        }
-        self.keys_gauge
-            .set(i64::try_from(self.len()).unwrap_or(i64::MAX));
-    }
-
-    /// Sweep every [`SWEEP_EVERY`] and when the key count passes `max_keys`. Idempotent;
-    /// the task ends when a reload drops the limiter.
-    fn ensure_background(self: &Arc<Self>) {
-        if self.started.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let weak: Weak<Limiter> = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                let Some(l) = weak.upgrade() else { return };
-                l.sweep();
-                // Wait without holding the limiter, so a reload can drop it.
-                let wake = Arc::clone(&l.keys.sweep_now);
-                drop(l);
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(SWEEP_EVERY) => {}
-                }
-            }
-        });
-    }
-}
-
-/// The protection runtime.
-pub struct Runtime {
-    limiters: HashMap<Arc<str>, Arc<Limiter>>,
-    redis: Option<Arc<RedisStore>>,
-    shedder: Option<Arc<Shedder>>,
-    ip_lists: HashMap<Arc<str>, Arc<CidrSet>>,
-    allow: Vec<Arc<CidrSet>>,
-    deny: Vec<Arc<CidrSet>>,
-    default: Vec<Arc<str>>,
-    metrics: LimitMetrics,
-    global_denied: IntCounter,
-}
-
-impl Runtime {
-    /// Build from the policy, keeping the limiters (with their buckets), the Redis connection
-    /// and the in-flight counter of `previous` whose specs did not change.
-    pub async fn build(
-        policy: &LimitPolicy,
-        previous: Option<&Runtime>,
-        env: &BuildEnv<'_>,
-    ) -> Result<Runtime, BuildError> {
-        let m = &env.metrics.limits;
-        let redis = match &policy.settings.redis {
-            Some(spec) => Some(
-                keep_or_build(previous.and_then(|p| p.redis.as_ref()), spec, || async {
-                    RedisStore::build(spec, m)
-                })
-                .await?,
-            ),
-            None => None,
-        };
-        let mut limiters = HashMap::with_capacity(policy.limits.len());
-        for l in &policy.limits {
-            let spec = LimiterSpec {
-                limit: Arc::clone(l),
-                redis: match l.scope {
-                    Scope::Cluster => policy.settings.redis.clone(),
-                    Scope::Local => None,
-                },
-            };
-            let prev = previous.and_then(|p| p.limiters.get(&l.name));
-            let store = match l.scope {
-                Scope::Cluster => redis.clone(),
-                Scope::Local => None,
-            };
-            let limiter = keep_or_build(prev, &spec, || async {
-                Ok(Limiter::build(
-                    LimiterSpec {
-                        limit: Arc::clone(l),
-                        redis: spec.redis.clone(),
-                    },
-                    store,
-                    env.clock,
-                    m,
-                ))
-            })
-            .await?;
-            limiters.insert(Arc::clone(&l.name), limiter);
-        }
-        let shedder = match &policy.shedding {
-            Some(spec) => Some(
-                keep_or_build(previous.and_then(|p| p.shedder.as_ref()), spec, || async {
-                    Ok(Shedder::new(spec, m.in_flight.clone()))
-                })
-                .await?,
-            ),
-            None => None,
-        };
-        let lists = |names: &[Arc<str>]| -> Vec<Arc<CidrSet>> {
-            names
-                .iter()
-                .filter_map(|n| policy.ip_lists.get(n).cloned())
-                .collect()
-        };
-        Ok(Runtime {
-            allow: lists(&policy.allow),
-            deny: lists(&policy.deny),
-            ip_lists: policy.ip_lists.clone(),
-            default: policy.settings.default.clone(),
-            limiters,
-            redis,
-            shedder,
-            global_denied: m.ip_denied.with_label_values(&["-"]),
-            metrics: m.clone(),
-        })
-    }
-
-    /// Start the sweepers and the Redis connection. Call on the long-lived runtime.
-    pub fn start_background(&self) {
-        if let Some(r) = &self.redis {
-            r.ensure_background();
-        }
-        self.limiters.values().for_each(Limiter::ensure_background);
-    }
-
-    /// The protection of one route, for its `RoutePlan`.
-    pub fn plan(&self, route: &str, rules: &RouteRules) -> RouteLimits {
-        let names = rules.limits.as_deref().unwrap_or(&self.default);
-        let limits = names
-            .iter()
-            .filter_map(|n| self.limiters.get(n))
-            .map(|l| {
-                (
-                    Arc::clone(l),
-                    DecisionCounters::new(&self.metrics, route, l.name()),
-                )
-            })
-            .collect();
-        let lists = |names: &[Arc<str>]| -> Vec<Arc<CidrSet>> {
-            names
-                .iter()
-                .filter_map(|n| self.ip_lists.get(n).cloned())
-                .collect()
-        };
-        RouteLimits {
-            limits,
-            headers: rules.headers,
-            priority: rules.priority,
-            cost: rules.cost,
-            allow: lists(&rules.ip_allow),
-            deny: lists(&rules.ip_deny),
-            shedder: self.shedder.clone(),
-            ip_denied: self.metrics.ip_denied.with_label_values(&[route]),
-            shed: self.metrics.shed.with_label_values(&[route]),
-        }
-    }
-
-    pub fn limiter(&self, name: &str) -> Option<&Arc<Limiter>> {
-        self.limiters.get(name)
-    }
-}
-
-/// After a reload: remove the metric label sets of the (route, limit) pairs, limits and
-/// routes that `after` no longer has, so that dashboards do not show them forever.
-pub fn forget_removed(
-    m: &LimitMetrics,
-    before: &crate::state::Runtime,
-    after: &crate::state::Runtime,
-) {
-    use std::collections::HashSet;
-    let pairs = |rt: &crate::state::Runtime| -> HashSet<(String, String)> {
-        rt.routes
-            .iter()
-            .flat_map(|p| {
-                p.limits
-                    .limits
-                    .iter()
-                    .map(move |(l, _)| (p.name().to_string(), l.name().to_string()))
-            })
-            .collect()
-    };
-    for (route, limit) in pairs(before).difference(&pairs(after)) {
-        for d in ["allowed", "limited", "shadow"] {
-            let _ = m.decisions.remove_label_values(&[route, limit, d]);
-        }
-    }
-    for name in before.limits.limiters.keys() {
-        if !after.limits.limiters.contains_key(name) {
-            let _ = m.keys.remove_label_values(&[name]);
-            let _ = m.fallback.remove_label_values(&[name]);
-        }
-    }
-    let routes: HashSet<&str> = after.routes.iter().map(|p| p.name()).collect();
-    for p in &before.routes {
-        if !routes.contains(p.name()) {
-            let _ = m.ip_denied.remove_label_values(&[p.name()]);
-            let _ = m.shed.remove_label_values(&[p.name()]);
-        }
-    }
-}
-
-/// Everything the request path needs to protect one route; on its `RoutePlan`.
-pub struct RouteLimits {
-    limits: Vec<(Arc<Limiter>, DecisionCounters)>,
-    headers: bool,
-    priority: u8,
-    cost: NonZeroU32,
-    allow: Vec<Arc<CidrSet>>,
-    deny: Vec<Arc<CidrSet>>,
-    shedder: Option<Arc<Shedder>>,
-    ip_denied: IntCounter,
-    shed: IntCounter,
-}
-
 /// What the protection steps keep for the rest of the request.
 #[derive(Debug, Default)]
 pub struct RequestState {
@@ -604,55 +186,11 @@ pub struct RequestState {
     pub in_flight: Option<InFlight>,
 }
 
-/// The parts of the rate-limit headers that one tier of one limit fixes, made once when the
-/// limiter is built rather than formatted per response.
-#[derive(Debug, PartialEq, Eq)]
-pub struct TierHeaders {
-    pub policy: Arc<str>,
-    pub quota: u32,
-    pub window_secs: u64,
-    policy_value: HeaderValue,
-    limit_value: HeaderValue,
-}
-
-impl TierHeaders {
-    fn new(policy: &Arc<str>, rate: &Rate) -> TierHeaders {
-        let quota = rate.rate.get();
-        let window_secs = whole_secs(rate.per).max(1);
-        TierHeaders {
-            policy: Arc::clone(policy),
-            quota,
-            window_secs,
-            // Limit names are validated (letters, digits, `-_.`): always a valid value.
-            policy_value: HeaderValue::from_str(&format!("\"{policy}\";q={quota};w={window_secs}"))
-                .unwrap_or(HeaderValue::from_static("")),
-            limit_value: HeaderValue::from(quota),
-        }
-    }
-}
-
-/// The numbers behind the rate-limit headers of one response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderInfo {
-    pub tier: Arc<TierHeaders>,
-    pub remaining: u32,
-    pub reset_secs: u64,
-}
-
 /// A refusal, with what the record's `rate_limit` says about it.
 #[derive(Debug)]
 pub struct Denied {
     pub decision: Option<RateLimitDecision>,
     pub reject: Reject,
-}
-
-fn whole_secs(d: Duration) -> u64 {
-    let s = d.as_secs();
-    if d.subsec_nanos() > 0 {
-        s + 1
-    } else {
-        s
-    }
 }
 
 fn listed(lists: &[Arc<CidrSet>], ip: Option<IpAddr>) -> bool {
@@ -782,35 +320,11 @@ pub async fn check(
     Ok(decision)
 }
 
-/// The rate-limit headers: the IETF draft's (revision 08) and the `X-RateLimit-*` ones.
-pub fn header_values(h: &HeaderInfo) -> [(HeaderName, HeaderValue); 5] {
-    let t = &h.tier;
-    let ratelimit = format!("\"{}\";r={};t={}", t.policy, h.remaining, h.reset_secs);
-    [
-        (RATELIMIT_POLICY, t.policy_value.clone()),
-        (
-            RATELIMIT,
-            HeaderValue::from_str(&ratelimit).unwrap_or(HeaderValue::from_static("")),
-        ),
-        (X_RATELIMIT_LIMIT, t.limit_value.clone()),
-        (X_RATELIMIT_REMAINING, HeaderValue::from(h.remaining)),
-        (X_RATELIMIT_RESET, HeaderValue::from(h.reset_secs)),
-    ]
-}
-
-/// `response_filter` step: the rate-limit headers of an allowed request.
-pub fn response_headers(state: &RequestState, resp: &mut ResponseHeader) -> pingora::Result<()> {
-    if let Some(h) = &state.headers {
-        for (name, value) in header_values(h) {
-            resp.insert_header(name, value)?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::BuildEnv;
+    use edgeway_record::clock::Clock;
     use edgeway_record::clock::ManualClock;
     use pingora::http::RequestHeader;
 

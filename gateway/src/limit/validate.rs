@@ -746,6 +746,20 @@ limit_cost = 3
     }
 
     #[test]
+    fn list_files_are_part_of_the_policy_version() {
+        let files = |list: &'static str| {
+            [
+                ("l.txt", list),
+                ("limits.toml", "[ip_list.x]\nfiles = [\"l.txt\"]\n"),
+            ]
+        };
+        let a = load(&files("10.0.0.1\n")).unwrap().version;
+        // Same content in another directory: the same version.
+        assert_eq!(load(&files("10.0.0.1\n")).unwrap().version, a);
+        assert_ne!(load(&files("10.0.0.2\n")).unwrap().version, a);
+    }
+
+    #[test]
     fn list_file_errors_name_the_line() {
         let e = one_error(&[
             ("bad.txt", "10.0.0.0/8\n# ok\nnot-an-ip\n"),

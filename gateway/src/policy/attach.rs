@@ -44,6 +44,26 @@ impl Attachments {
         self.files.insert(path, bytes);
     }
 
+    /// Hash every attachment (its path relative to `base_dir`, and its bytes or the read
+    /// error) in path order, into the policy version: the same content in another directory
+    /// gives the same version.
+    pub fn digest(&self, base_dir: &Path, h: &mut sha2::Sha256) {
+        use sha2::Digest;
+        let mut paths: Vec<&PathBuf> = self.files.keys().collect();
+        paths.sort();
+        for p in paths {
+            let name = p.strip_prefix(base_dir).unwrap_or(p).to_string_lossy();
+            h.update((name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            let bytes: &[u8] = match &self.files[p] {
+                Ok(b) => b,
+                Err(e) => e.as_bytes(),
+            };
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
+    }
+
     /// The bytes of `rel` (relative to `base_dir`), as read by [`Attachments::load`].
     pub fn get(&self, base_dir: &Path, rel: &str) -> Result<&[u8], String> {
         let path = base_dir.join(rel);

@@ -165,13 +165,20 @@ pub fn load_dir(dir: &Path) -> Result<Snapshot, PolicyErrors> {
     let files = validate::parse(&mut errs, &sources);
     let attachments = attach::Attachments::load(&files, dir);
     let mut snapshot = validate::validate(&files, &attachments, dir, errs)?;
-    snapshot.version = content_version(&sources).into();
+    snapshot.version = content_version(&sources, &attachments, dir).into();
     Ok(snapshot)
 }
 
-/// The policy version: a content hash, so identical files always give the same version.
-pub fn content_version(sources: &[Source]) -> String {
+/// The policy version: a content hash of the policy files and of the files they refer to (IP
+/// lists, CA files), so identical policies always give the same version and an edit of a
+/// referenced file alone is a new version (and is reloaded).
+pub fn content_version(
+    sources: &[Source],
+    attachments: &attach::Attachments,
+    dir: &Path,
+) -> String {
     let mut h = Sha256::new();
+    attachments.digest(dir, &mut h);
     for s in sources {
         let name = s
             .path
