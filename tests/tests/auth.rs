@@ -845,3 +845,73 @@ async fn fail_closed_answers_503_while_redis_is_down_and_recovers() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn claims_key_rate_limits_and_tiers_per_subject() {
+    let origin = Origin::start("a").await;
+    let key = SigningKey::ed25519("k");
+    let cl = cluster(&origin);
+    let routes = r#"
+[[route]]
+name = "private"
+path_prefix = "/private"
+cluster = "a"
+auth = "users"
+limits = ["per_user"]
+"#;
+    let limits = r#"
+[limit.per_user]
+key = "claim:sub"
+rate = 2
+per = "1h"
+burst = 2
+tier = "claim:plan"
+
+[limit.per_user.tiers.pro]
+rate = 5
+burst = 5
+"#;
+    let auth = format!("{}{}", file_issuer(), rules("\"main\""));
+    let jwks_text = jwks(&[&key]);
+    let gw = Gateway::start(&[
+        ("c.toml", &cl),
+        ("r.toml", routes),
+        ("auth.toml", &auth),
+        ("l.toml", limits),
+        ("main.jwks.json", &jwks_text),
+    ])
+    .await;
+    let c = Client::new(&gw);
+    let statuses = |who: &'static str, plan: Option<&'static str>, n: usize| {
+        let mut claims = good(who);
+        if let Some(p) = plan {
+            claims["plan"] = json!(p);
+        }
+        let token = key.sign(&claims);
+        let c = &c;
+        async move {
+            let mut out = Vec::new();
+            for i in 0..n {
+                out.push(
+                    c.get("/private/x", Some(&token), &format!("{who}-{i}"), &[])
+                        .await
+                        .status,
+                );
+            }
+            out
+        }
+    };
+    // Each subject has its own bucket of 2; the `pro` tier gets 5.
+    assert_eq!(statuses("alice", None, 3).await, vec![200, 200, 429]);
+    assert_eq!(statuses("bob", None, 3).await, vec![200, 200, 429]);
+    assert_eq!(
+        statuses("carol", Some("pro"), 6).await,
+        vec![200, 200, 200, 200, 200, 429]
+    );
+    // A new token of the same subject shares the subject's bucket.
+    assert_eq!(statuses("alice", None, 1).await, vec![429]);
+    let recs = records(&gw, 12).await;
+    assert_eq!(recs["alice-2"].rate_limit.as_deref(), Some("limited"));
+    assert_eq!(recs["alice-2"].auth_subject.as_deref(), Some("alice"));
+    assert_eq!(recs["bob-0"].rate_limit.as_deref(), Some("allowed"));
+}
