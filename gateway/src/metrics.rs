@@ -16,6 +16,7 @@ pub struct Metrics {
     policy_info: IntGaugeVec,
     reloads: IntCounterVec,
     pub upstream_healthy: IntGaugeVec,
+    pub resilience: crate::resilience::metrics::ResilienceMetrics,
 }
 
 /// Latency buckets in seconds, 0.5 ms to 10 s.
@@ -98,7 +99,9 @@ impl Metrics {
         for r in ["success", "failure"] {
             reloads.with_label_values(&[r]);
         }
+        let resilience = crate::resilience::metrics::ResilienceMetrics::register(&registry);
         Metrics {
+            resilience,
             registry,
             requests,
             latency,

@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy::{self, PolicyErrors, Snapshot};
+use crate::resilience::{Guard, GuardSpec, ResilienceSpec};
 use crate::route::{RoutePlan, Router};
 use crate::upstream::Cluster;
 use edgeway_record::clock::Clock;
@@ -63,6 +64,8 @@ pub struct Runtime {
     pub policy: Arc<Snapshot>,
     /// By name.
     pub clusters: HashMap<Arc<str>, Arc<Cluster>>,
+    /// Resilience state per cluster (breakers, ejections, bulkhead, retry budget), by name.
+    pub guards: HashMap<Arc<str>, Arc<Guard>>,
     /// One plan per route, in policy order.
     pub routes: Vec<Arc<RoutePlan>>,
     pub router: Router<RoutePlan>,
@@ -78,12 +81,32 @@ impl Runtime {
         env: &BuildEnv<'_>,
     ) -> Result<Runtime, BuildError> {
         let mut clusters = HashMap::with_capacity(policy.clusters.len());
+        let mut guards = HashMap::with_capacity(policy.clusters.len());
         for spec in &policy.clusters {
             let prev = previous.and_then(|p| p.clusters.get(&spec.name));
             let cluster = keep_or_build(prev, spec, || {
                 Cluster::build(spec, &env.metrics.upstream_healthy)
             })
             .await?;
+            let guard_spec = GuardSpec {
+                resilience: policy
+                    .resilience
+                    .get(&spec.name)
+                    .cloned()
+                    .unwrap_or_else(|| ResilienceSpec::baseline(&spec.name)),
+                endpoints: spec.endpoints.clone(),
+            };
+            let prev = previous.and_then(|p| p.guards.get(&spec.name));
+            let guard = keep_or_build(prev, &guard_spec, || async {
+                Guard::build(
+                    guard_spec.clone(),
+                    &cluster,
+                    &env.metrics.resilience,
+                    Arc::clone(env.clock),
+                )
+            })
+            .await?;
+            guards.insert(Arc::clone(&spec.name), guard);
             clusters.insert(Arc::clone(&spec.name), cluster);
         }
         let mut routes = Vec::with_capacity(policy.routes.len());
@@ -96,9 +119,17 @@ impl Runtime {
                     field: format!("route.{}", spec.name),
                     message: format!("cluster `{}` was not built", spec.cluster),
                 })?;
+            let guard = guards
+                .get(&spec.cluster)
+                .cloned()
+                .ok_or_else(|| BuildError {
+                    field: format!("route.{}", spec.name),
+                    message: format!("cluster `{}` has no resilience state", spec.cluster),
+                })?;
             routes.push(Arc::new(RoutePlan {
                 spec: Arc::clone(spec),
                 cluster,
+                guard,
                 metrics: env.metrics.route(&spec.name),
             }));
         }
@@ -106,6 +137,7 @@ impl Runtime {
             router: Router::new(&routes),
             routes,
             clusters,
+            guards,
             unrouted_metrics: env.metrics.route("-"),
             policy: Arc::new(policy),
         })

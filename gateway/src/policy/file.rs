@@ -19,6 +19,7 @@ use toml::Spanned;
 
 use crate::access_log::policy::AccessLogFile;
 use crate::forwarding::ForwardingFile;
+use crate::resilience::file::ResilienceFile;
 use crate::route::file::RouteFile;
 use crate::upstream::file::ClusterFile;
 
@@ -48,4 +49,10 @@ pub struct PolicyFile {
     #[serde(default, rename = "route")]
     #[schemars(with = "Vec<RouteFile>")]
     pub routes: Vec<Spanned<RouteFile>>,
+
+    /// Circuit breaker, outlier ejection, bulkhead and retries of a cluster, keyed by the
+    /// cluster's name: `[resilience.<cluster>]`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ResilienceFile>")]
+    pub resilience: BTreeMap<Spanned<String>, ResilienceFile>,
 }

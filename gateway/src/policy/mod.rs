@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::{access_log, forwarding, route, upstream};
+use crate::{access_log, forwarding, resilience, route, upstream};
 
 /// One problem in the policy files, located precisely enough for an editor to jump to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +76,8 @@ pub struct Snapshot {
     pub clusters: Vec<upstream::ClusterSpec>,
     pub forwarding: forwarding::Forwarding,
     pub access_log: access_log::policy::AccessLogPolicy,
+    /// `[resilience.<cluster>]` by cluster name; a cluster without one gets the baseline.
+    pub resilience: std::collections::HashMap<Arc<str>, resilience::ResilienceSpec>,
     /// Where each named definition (`cluster.api`) was written, for errors found later.
     pub origins: Origins,
 }

@@ -22,7 +22,7 @@ use toml::Spanned;
 use super::attach::Attachments;
 use super::file::PolicyFile;
 use super::{line_col, Origin, Origins, PolicyError, PolicyErrors, Snapshot, Source};
-use crate::{access_log, forwarding, route, upstream};
+use crate::{access_log, forwarding, resilience, route, upstream};
 
 /// Collects located errors against the policy sources.
 pub struct Errors<'a> {
@@ -247,6 +247,7 @@ pub fn validate(
     let forwarding = forwarding::validate(&mut errs, files);
     let access_log = access_log::policy::validate(&mut errs, files);
     let routes = route::validate(&mut errs, files, &names);
+    let resilience = resilience::validate(&mut errs, files, &names);
 
     if !errs.out.is_empty() {
         return Err(PolicyErrors(errs.out));
@@ -257,6 +258,7 @@ pub fn validate(
         clusters,
         forwarding,
         access_log,
+        resilience,
         origins: errs.origins,
     })
 }

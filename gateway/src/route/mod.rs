@@ -66,6 +66,8 @@ impl Matchable for Route {
 pub struct RoutePlan {
     pub spec: Arc<Route>,
     pub cluster: Arc<Cluster>,
+    /// The cluster's breaker, outlier ejection, bulkhead and retry budget.
+    pub guard: Arc<crate::resilience::Guard>,
     pub metrics: RouteMetrics,
 }
 
