@@ -2,13 +2,14 @@
 //! `origin` binary by the local stack and the benchmarks.
 //!
 //! - `GET /healthz` answers 200, or 503 while the origin is marked unhealthy;
+//! - while told to fail ([`Origin::fail_with`]), every other path answers that status;
 //! - `/slow?ms=N` waits N ms, then answers like any other path;
 //! - `/static` answers a fixed small body (the benchmark target);
 //! - any other path answers 200 with a JSON echo: origin name, method, path and headers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub struct OriginState {
     pub name: String,
     pub healthy: AtomicBool,
     pub requests: AtomicU64,
+    /// Non-zero: answer every request but `/healthz` with this status.
+    pub fail_status: AtomicU16,
 }
 
 /// A running origin; it stops when the handle is dropped.
@@ -47,6 +50,7 @@ impl Origin {
             name: name.to_string(),
             healthy: AtomicBool::new(true),
             requests: AtomicU64::new(0),
+            fail_status: AtomicU16::new(0),
         });
         let st = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -69,6 +73,16 @@ impl Origin {
 
     pub fn set_healthy(&self, healthy: bool) {
         self.state.healthy.store(healthy, Ordering::SeqCst);
+    }
+
+    /// Answer every request (but `/healthz`) with `status`; 0 recovers.
+    pub fn fail_with(&self, status: u16) {
+        self.state.fail_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Requests received so far (health checks included).
+    pub fn hits(&self) -> u64 {
+        self.state.requests.load(Ordering::SeqCst)
     }
 }
 
@@ -99,6 +113,16 @@ async fn handle(
             } else {
                 b"down"
             })))
+            .unwrap_or_default());
+    }
+    let fail = st.fail_status.load(Ordering::SeqCst);
+    if fail != 0 {
+        return Ok(Response::builder()
+            .status(fail)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                serde_json::json!({"origin": st.name, "failing": fail}).to_string(),
+            )))
             .unwrap_or_default());
     }
     if path.starts_with("/slow") {
