@@ -221,6 +221,17 @@ impl ProxyHttp for Gateway {
             Err(reject) => return self.reject(session, ctx, reject).await,
         }
         // Next steps, in order, as the capabilities land: auth → limits → shard.
+
+        // Resilience: fail fast while the cluster's breaker is open; a bulkhead slot.
+        if let Some(plan) = &ctx.route {
+            if let Err(reject) = plan
+                .guard
+                .admit_request(&mut ctx.resilience, &mut ctx.outcome.breaker)
+                .await
+            {
+                return self.reject(session, ctx, reject).await;
+            }
+        }
         Ok(false)
     }
 

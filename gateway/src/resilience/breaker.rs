@@ -154,6 +154,12 @@ impl Breaker {
         }
     }
 
+    /// How long the breaker stays open, when it is open at `now` (before any probe is due).
+    pub fn open_for(&self, now: Duration) -> Option<Duration> {
+        let g = self.lock();
+        (g.state == State::Open && now < g.open_until).then(|| g.open_until - now)
+    }
+
     /// Ask to send a request at `now`.
     pub fn admit(&self, now: Duration) -> (Admission, Option<Transition>) {
         let mut g = self.lock();

@@ -170,34 +170,61 @@ impl Guard {
         self.clock.monotonic()
     }
 
-    /// `upstream_peer`, before choosing an endpoint: the bulkhead slot (first attempt), the
-    /// backoff (retries), then the cluster breaker's admission. Sets the record's
-    /// `breaker_state`.
+    /// `request_filter`, once the route is known: fail fast while the cluster's breaker is
+    /// open (without taking a probe slot), take a bulkhead slot, count the request for the
+    /// retry budget. Sets the record's `breaker_state` when the cluster has a breaker.
+    pub async fn admit_request(
+        &self,
+        st: &mut RequestState,
+        breaker_state: &mut Option<BreakerState>,
+    ) -> Result<(), Reject> {
+        if let Some((breaker, _)) = &self.breaker {
+            if let Some(retry_after) = breaker.open_for(self.now()) {
+                *breaker_state = Some(BreakerState::Open);
+                return Err(self.breaker_open(retry_after));
+            }
+        }
+        if let Some(b) = &self.bulkhead {
+            match self.acquire(b).await {
+                Some(p) => st.permit = Some(p),
+                None => {
+                    self.bulkhead_rejected.inc();
+                    return Err(Reject::new(ErrorClass::Overloaded)
+                        .message(format!(
+                            "cluster {} is at its limit of {} concurrent requests",
+                            self.name(),
+                            b.spec.max_concurrent
+                        ))
+                        .header(http::header::RETRY_AFTER, "1")
+                        .keep_alive());
+                }
+            }
+        }
+        if let Some(budget) = &self.budget {
+            budget.deposit(self.now());
+        }
+        Ok(())
+    }
+
+    fn breaker_open(&self, retry_after: Duration) -> Reject {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        Reject::new(ErrorClass::BreakerOpen)
+            .message(format!(
+                "cluster {} is failing; its circuit breaker is open",
+                self.name()
+            ))
+            .header(http::header::RETRY_AFTER, secs.max(1).to_string())
+            .keep_alive()
+    }
+
+    /// `upstream_peer`, before choosing an endpoint: the backoff (retries), then the cluster
+    /// breaker's admission (which may take a half-open probe slot).
     pub async fn before_attempt(
         &self,
         st: &mut RequestState,
         breaker_state: &mut Option<BreakerState>,
     ) -> Result<(), Reject> {
-        if st.attempts == 0 {
-            if let Some(b) = &self.bulkhead {
-                match self.acquire(b).await {
-                    Some(p) => st.permit = Some(p),
-                    None => {
-                        self.bulkhead_rejected.inc();
-                        return Err(Reject::new(ErrorClass::Overloaded)
-                            .message(format!(
-                                "cluster {} is at its limit of {} concurrent requests",
-                                self.name(),
-                                b.spec.max_concurrent
-                            ))
-                            .header(http::header::RETRY_AFTER, "1"));
-                    }
-                }
-            }
-            if let Some(budget) = &self.budget {
-                budget.deposit(self.now());
-            }
-        } else {
+        if st.attempts > 0 {
             let r = &self.spec.resilience.retry;
             let wait = backoff(r.backoff_base, r.backoff_max, st.attempts, fastrand::f64());
             if !wait.is_zero() {
@@ -223,13 +250,7 @@ impl Guard {
             }
             Admission::Rejected { retry_after } => {
                 *breaker_state = Some(BreakerState::Open);
-                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                Err(Reject::new(ErrorClass::BreakerOpen)
-                    .message(format!(
-                        "cluster {} is failing; its circuit breaker is open",
-                        self.name()
-                    ))
-                    .header(http::header::RETRY_AFTER, secs.max(1).to_string()))
+                Err(self.breaker_open(retry_after))
             }
         }
     }
