@@ -150,6 +150,14 @@ impl Runtime {
         self.clusters.values().for_each(Cluster::ensure_health_loop);
     }
 
+    /// (cluster, endpoint) label pairs of the breaker-state gauge.
+    fn breaker_labels(&self) -> HashSet<(String, String)> {
+        self.guards
+            .values()
+            .flat_map(|g| g.gauge_labels())
+            .collect()
+    }
+
     /// (cluster, endpoint) label pairs of the health gauge.
     fn endpoint_labels(&self) -> HashSet<(String, String)> {
         self.clusters
@@ -229,6 +237,11 @@ impl Shared {
             .difference(&rt.endpoint_labels())
             .cloned()
             .collect();
+        let gone_breakers: Vec<_> = current
+            .breaker_labels()
+            .difference(&rt.breaker_labels())
+            .cloned()
+            .collect();
         self.current.store(rt);
         // Endpoints no longer in any cluster leave the health gauge, so dashboards do not
         // show a removed endpoint as healthy (or down) forever.
@@ -236,6 +249,13 @@ impl Shared {
             let _ = self
                 .metrics
                 .upstream_healthy
+                .remove_label_values(&[&cluster, &endpoint]);
+        }
+        for (cluster, endpoint) in gone_breakers {
+            let _ = self
+                .metrics
+                .resilience
+                .breaker_state
                 .remove_label_values(&[&cluster, &endpoint]);
         }
         self.metrics.set_policy_version(&version);

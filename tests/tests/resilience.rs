@@ -348,8 +348,14 @@ async fn a_full_bulkhead_rejects_at_once_and_other_clusters_are_not_delayed() {
 async fn outlier_ejection_takes_out_one_bad_endpoint_of_two_and_the_cap_holds() {
     let (bad, good) = (Origin::start("bad").await, Origin::start("good").await);
     let resilience = "[resilience.api.outlier]\nconsecutive_failures = 2\nejection_time = \"30s\"\nmax_ejected_percent = 50\n";
+    // The active health check passes throughout (/healthz answers 200): only real traffic
+    // shows the endpoint failing.
+    let clusters = format!(
+        "{}[cluster.api.health_check]\npath = \"/healthz\"\ninterval = \"200ms\"\n",
+        cluster("api", &[&bad, &good])
+    );
     let gw = Gateway::start(&[
-        ("c.toml", &cluster("api", &[&bad, &good])),
+        ("c.toml", &clusters),
         ("r.toml", ROUTE_ALL_TO_API),
         ("resilience.toml", resilience),
     ])
@@ -360,16 +366,32 @@ async fn outlier_ejection_takes_out_one_bad_endpoint_of_two_and_the_cap_holds() 
     for i in 0..6 {
         send(&client, "GET", &gw.url("/x"), &format!("w-{i}")).await;
     }
-    assert_eq!(bad.hits(), 3);
+    assert_eq!(
+        gw.metric("gateway_outlier_ejections_total", &[("cluster", "api")])
+            .await,
+        0.0
+    );
+    let traffic = |o: &Origin| o.state.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let bad_before = traffic(&bad);
     bad.fail_with(502);
+    let mut from_bad = 0;
     for i in 0..20 {
-        send(&client, "GET", &gw.url("/x"), &format!("e-{i}")).await;
+        let r = send(&client, "GET", &gw.url("/x"), &format!("e-{i}")).await;
+        if r.status == 502 {
+            from_bad += 1;
+        }
     }
-    assert_eq!(bad.hits(), 5, "ejected after 2 failures in a row");
+    assert_eq!(from_bad, 2, "ejected after 2 failures in a row");
     let bad_label = bad.addr.to_string();
     let ep = [("cluster", "api"), ("endpoint", bad_label.as_str())];
     assert_eq!(gw.metric("gateway_outlier_ejections_total", &ep).await, 1.0);
     assert_eq!(gw.metric("gateway_breaker_state", &ep).await, 1.0);
+    assert_eq!(
+        gw.metric("gateway_upstream_endpoint_healthy", &ep).await,
+        1.0,
+        "the health check has not noticed"
+    );
+    assert!(traffic(&bad) > bad_before, "health checks still reach it");
 
     // The good one fails too: the cap (half of two) keeps it in rotation.
     good.fail_with(502);
@@ -378,7 +400,7 @@ async fn outlier_ejection_takes_out_one_bad_endpoint_of_two_and_the_cap_holds() 
         let r = send(&client, "GET", &gw.url("/x"), &format!("c-{i}")).await;
         assert_eq!(r.status, 502, "the outage stays visible");
     }
-    assert_eq!(good.hits(), before + 10);
+    assert!(good.hits() >= before + 10);
     assert_eq!(
         gw.metric("gateway_outlier_ejections_total", &[("cluster", "api")])
             .await,
@@ -439,6 +461,32 @@ async fn breaker_state_is_kept_across_an_unrelated_reload() {
         async move { (send(&client, "GET", &url, "fresh").await.status == 200).then_some(()) }
     })
     .await;
+}
+
+#[tokio::test]
+async fn request_timeout_bounds_the_whole_exchange() {
+    let origin = Origin::start("slow").await;
+    let resilience = "[resilience.api]\nrequest_timeout = \"300ms\"\n";
+    let clusters = format!("{}read_timeout = \"10s\"\n", cluster("api", &[&origin]));
+    let gw = Gateway::start(&[
+        ("c.toml", &clusters),
+        ("r.toml", ROUTE_ALL_TO_API),
+        ("resilience.toml", resilience),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let r = send(&client, "GET", &gw.url("/slow?ms=3000"), "deadline").await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.body["error"], "upstream_timeout");
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2000), "{took:?}");
+    assert_eq!(
+        send(&client, "GET", &gw.url("/slow?ms=10"), "in-time")
+            .await
+            .status,
+        200
+    );
 }
 
 #[test]

@@ -20,6 +20,13 @@ pub struct ResilienceFile {
     #[serde(default)]
     #[schemars(with = "Option<Vec<u16>>")]
     pub failure_statuses: Option<Vec<Spanned<u16>>>,
+    /// Deadline of the whole upstream exchange, all attempts and backoffs included, e.g. `5s`.
+    /// Each attempt's connect and read timeouts are cut to what is left; with nothing left
+    /// there is no further retry, and an attempt that cannot start answers 504. Default: none
+    /// (each attempt has the cluster's `connect_timeout` and `read_timeout`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub request_timeout: Option<Spanned<String>>,
     /// The cluster's circuit breaker: fail fast with 503 `breaker_open` while the cluster fails.
     #[serde(default)]
     pub breaker: Option<BreakerFile>,

@@ -85,6 +85,8 @@ pub struct RequestState {
     /// A response header arrived: nothing is retried after that.
     responded: bool,
     stale_retries: u32,
+    /// `request_timeout` ends at this monotonic time.
+    deadline: Option<Duration>,
 }
 
 /// Facts about the request that decide whether an attempt that was sent may be repeated.
@@ -162,6 +164,23 @@ impl Guard {
         })
     }
 
+    /// (cluster, endpoint) label pairs of this guard's breaker-state gauges.
+    pub fn gauge_labels(&self) -> Vec<(String, String)> {
+        let name = self.name().to_string();
+        let cluster = self
+            .breaker
+            .as_ref()
+            .map(|_| (name.clone(), CLUSTER_SCOPE.to_string()));
+        cluster
+            .into_iter()
+            .chain(
+                self.endpoints
+                    .values()
+                    .map(|e| (name.clone(), e.label.clone())),
+            )
+            .collect()
+    }
+
     fn name(&self) -> &str {
         &self.spec.resilience.cluster
     }
@@ -203,6 +222,7 @@ impl Guard {
         if let Some(budget) = &self.budget {
             budget.deposit(self.now());
         }
+        st.deadline = self.spec.resilience.request_timeout.map(|t| self.now() + t);
         Ok(())
     }
 
@@ -311,12 +331,31 @@ impl Guard {
                 ),
             ));
         };
+        let mut peer = cluster.peer(&backend);
+        if let Some(deadline) = st.deadline {
+            let left = deadline.saturating_sub(now);
+            if left.is_zero() {
+                // Give back what was admitted (a probe slot) without an outcome.
+                st.endpoint = Some((backend.addr.clone(), admitted.get()));
+                st.pending = true;
+                self.record(st, Outcome::Neutral);
+                return Err(Error::explain(
+                    ErrorType::ReadTimedout,
+                    format!("cluster {}: request_timeout passed", self.name()),
+                )
+                .into_up());
+            }
+            let o = &mut peer.options;
+            o.connection_timeout = o.connection_timeout.map(|t| t.min(left));
+            o.total_connection_timeout = Some(left);
+            o.read_timeout = o.read_timeout.map(|t| t.min(left));
+            o.write_timeout = Some(o.write_timeout.map_or(left, |t| t.min(left)));
+        }
         st.attempts += 1;
         st.tried.push(backend.addr.clone());
         st.endpoint = Some((backend.addr.clone(), admitted.get()));
         st.pending = true;
         st.responded = false;
-        let peer = cluster.peer(&backend);
         Ok((backend, peer))
     }
 
@@ -390,7 +429,8 @@ impl Guard {
     /// endpoint not yet tried), then the budget. Counts the outcome.
     fn may_retry(&self, st: &RequestState, cluster_size: usize) -> bool {
         let r = &self.spec.resilience.retry;
-        if st.attempts >= r.attempts || (r.baseline && st.tried.len() >= cluster_size) {
+        let late = st.deadline.is_some_and(|d| self.now() >= d);
+        if late || st.attempts >= r.attempts || (r.baseline && st.tried.len() >= cluster_size) {
             self.retries[RetryOutcome::AttemptsExhausted as usize].inc();
             return false;
         }

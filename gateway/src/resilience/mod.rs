@@ -51,6 +51,8 @@ pub struct ResilienceSpec {
     pub cluster: Arc<str>,
     /// Statuses that count as failures (with connect errors, timeouts, broken connections).
     pub failure_statuses: Vec<u16>,
+    /// Deadline over all attempts of one request.
+    pub request_timeout: Option<Duration>,
     pub breaker: Option<BreakerSpec>,
     pub outlier: Option<OutlierSpec>,
     pub bulkhead: Option<BulkheadSpec>,
@@ -63,6 +65,7 @@ impl ResilienceSpec {
         ResilienceSpec {
             cluster: Arc::clone(cluster),
             failure_statuses: validate::DEFAULT_FAILURE_STATUSES.to_vec(),
+            request_timeout: None,
             breaker: None,
             outlier: None,
             bulkhead: None,

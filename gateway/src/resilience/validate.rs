@@ -169,6 +169,13 @@ impl V<'_, '_, '_> {
             599,
             &DEFAULT_FAILURE_STATUSES,
         );
+        let request_timeout = r.request_timeout.as_ref().map(|_| {
+            self.dur(
+                "request_timeout",
+                &r.request_timeout,
+                Duration::from_secs(30),
+            )
+        });
         let breaker = r.breaker.as_ref().map(|b| self.breaker(b));
         let outlier = r.outlier.as_ref().map(|o| self.outlier(o));
         let bulkhead = r.bulkhead.as_ref().map(|b| self.bulkhead(b));
@@ -179,6 +186,7 @@ impl V<'_, '_, '_> {
         (self.errs.count() == before).then(|| ResilienceSpec {
             cluster: Arc::from(cluster),
             failure_statuses,
+            request_timeout,
             breaker,
             outlier,
             bulkhead,
