@@ -175,6 +175,8 @@ impl Gateway {
             referer: referer.as_deref(),
             policy_version: &policy.version,
             gateway_instance: &self.records.instance,
+            upstream_attempts: (ctx.resilience.attempts > 0)
+                .then(|| i32::try_from(ctx.resilience.attempts).unwrap_or(i32::MAX)),
         });
     }
 }

@@ -171,6 +171,7 @@ async fn a_failing_cluster_opens_the_breaker_fails_fast_and_recovers_through_hal
         (503, Some("open"), Some("breaker_open"))
     );
     assert_eq!(open.upstream_addr, None, "never touched the upstream");
+    assert_eq!(open.upstream_attempts, None);
     let probe = record_with(&gw, "probe-2", Some(200)).await;
     assert_eq!(
         (probe.status, probe.breaker_state.as_deref()),
@@ -237,6 +238,21 @@ async fn idempotent_requests_are_retried_on_another_endpoint_and_posts_are_not()
         "each failed POST reached bad once"
     );
     assert_eq!(good.hits(), 10 + 10 - failed, "and was not retried on good");
+
+    // The records count the attempts.
+    let mut attempts = Vec::new();
+    for i in 0..10 {
+        attempts.push(record(&gw, &format!("get-{i}")).await.upstream_attempts);
+    }
+    assert_eq!(
+        attempts.iter().filter(|a| **a == Some(2)).count() as u64,
+        retried
+    );
+    assert!(attempts.iter().all(|a| matches!(a, Some(1) | Some(2))));
+    for i in 0..10 {
+        let r = record(&gw, &format!("post-{i}")).await;
+        assert_eq!(r.upstream_attempts, Some(1), "post-{i}");
+    }
 }
 
 #[tokio::test]
