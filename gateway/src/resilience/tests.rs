@@ -309,3 +309,275 @@ mod validation {
             .contains("duplicate [resilience.api] section"));
     }
 }
+
+/// The guard's per-request decisions, on real (unconnected) clusters and a manual clock.
+mod guard {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use edgeway_record::clock::ManualClock;
+    use edgeway_record::outcome::{BreakerState, ErrorClass};
+    use http::Method;
+    use pingora::{Error, ErrorType};
+
+    use crate::metrics::Metrics;
+    use crate::resilience::budget::BudgetSpec;
+    use crate::resilience::{
+        BulkheadSpec, Guard, GuardSpec, RequestState, ResilienceSpec, RetrySpec, Sent,
+    };
+    use crate::upstream::{Cluster, ClusterSpec};
+
+    struct Fixture {
+        guard: Guard,
+        cluster: Cluster,
+        clock: ManualClock,
+        metrics: Metrics,
+    }
+
+    async fn fixture(endpoints: usize, edit: impl FnOnce(&mut ResilienceSpec)) -> Fixture {
+        let spec = ClusterSpec {
+            name: Arc::from("api"),
+            endpoints: (0..endpoints)
+                .map(|i| format!("127.0.0.1:{}", 9001 + i))
+                .collect(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            tls: None,
+            health_check: None,
+        };
+        let metrics = Metrics::new();
+        let cluster = Cluster::build(&spec, &metrics.upstream_healthy)
+            .await
+            .unwrap();
+        let mut r = ResilienceSpec::baseline(&spec.name);
+        r.retry = RetrySpec {
+            attempts: 3,
+            methods: vec![Method::GET, Method::HEAD],
+            statuses: vec![502, 503, 504],
+            on_timeout: false,
+            backoff_base: Duration::ZERO,
+            backoff_max: Duration::ZERO,
+            budget: None,
+            baseline: false,
+        };
+        edit(&mut r);
+        let clock = ManualClock::new(0);
+        let guard = Guard::build(
+            GuardSpec {
+                resilience: r,
+                endpoints: spec.endpoints.clone(),
+            },
+            &cluster,
+            &metrics.resilience,
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        Fixture {
+            guard,
+            cluster,
+            clock,
+            metrics,
+        }
+    }
+
+    fn sent(method: &Method) -> Sent<'_> {
+        Sent {
+            method,
+            body_bytes: 0,
+            response_written: false,
+            client_reused: false,
+        }
+    }
+
+    /// Admit the request and start one attempt.
+    async fn attempt(f: &Fixture, st: &mut RequestState) -> String {
+        let mut state = None;
+        if st.attempts == 0 {
+            f.guard.admit_request(st, &mut state).await.unwrap();
+        }
+        f.guard.before_attempt(st, &mut state).await.unwrap();
+        let (backend, _) = f.guard.select(&f.cluster, st).unwrap();
+        backend.addr.to_string()
+    }
+
+    fn reset() -> Box<Error> {
+        Error::new_up(ErrorType::ConnectionClosed)
+    }
+
+    #[tokio::test]
+    async fn only_allowed_idempotent_methods_without_a_body_sent_are_retried_after_sending() {
+        let f = fixture(2, |_| {}).await;
+        let get = Method::GET;
+        let mut st = RequestState::default();
+        let first = attempt(&f, &mut st).await;
+        assert!(f.guard.proxy_failed(&mut st, &reset(), &sent(&get)));
+        // The retry goes to the other endpoint.
+        assert_ne!(attempt(&f, &mut st).await, first);
+
+        let post = Method::POST;
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        assert!(!f.guard.proxy_failed(&mut st, &reset(), &sent(&post)));
+        // …but a failed connect is retried for any method: nothing was sent.
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        assert!(f.guard.connect_failed(&mut st));
+
+        // A body byte read (and maybe sent), or a response already written: never.
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        let with_body = Sent {
+            body_bytes: 1,
+            ..sent(&get)
+        };
+        assert!(!f.guard.proxy_failed(&mut st, &reset(), &with_body));
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        let answered = Sent {
+            response_written: true,
+            ..sent(&get)
+        };
+        assert!(!f.guard.proxy_failed(&mut st, &reset(), &answered));
+
+        // Timeouts only with on_timeout.
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        let timeout = Error::new_up(ErrorType::ReadTimedout);
+        assert!(!f.guard.proxy_failed(&mut st, &timeout, &sent(&get)));
+
+        // A client that went away is neither retried nor counted.
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        let gone = Error::new_down(ErrorType::ConnectionClosed);
+        assert!(!f.guard.proxy_failed(&mut st, &gone, &sent(&get)));
+    }
+
+    #[tokio::test]
+    async fn statuses_are_retried_until_the_attempts_run_out() {
+        let f = fixture(2, |_| {}).await;
+        let get = Method::GET;
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        assert!(f.guard.response(&mut st, 503, &sent(&get)));
+        // The error raised for it is accepted by error_while_proxy as decided.
+        assert!(f.guard.proxy_failed(&mut st, &reset(), &sent(&get)));
+        attempt(&f, &mut st).await;
+        assert!(f.guard.response(&mut st, 502, &sent(&get)));
+        assert!(f.guard.proxy_failed(&mut st, &reset(), &sent(&get)));
+        attempt(&f, &mut st).await;
+        assert!(!f.guard.response(&mut st, 503, &sent(&get)), "3 attempts");
+        // 500 is not retried; 200 of course not.
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        assert!(!f.guard.response(&mut st, 500, &sent(&get)));
+        let labels = |o| {
+            f.metrics
+                .resilience
+                .retries
+                .with_label_values(&["api", o])
+                .get()
+        };
+        assert_eq!(labels("retried"), 2);
+        assert_eq!(labels("attempts_exhausted"), 1);
+    }
+
+    #[tokio::test]
+    async fn the_budget_refuses_retries_beyond_its_share() {
+        let f = fixture(2, |r| {
+            r.retry.budget = Some(BudgetSpec {
+                percent: 50,
+                min_per_second: 0,
+                window: Duration::from_secs(10),
+            })
+        })
+        .await;
+        let mut retried = 0;
+        for _ in 0..10 {
+            let mut st = RequestState::default();
+            attempt(&f, &mut st).await;
+            if f.guard.connect_failed(&mut st) {
+                retried += 1;
+            }
+        }
+        assert_eq!(retried, 5, "50% of 10 requests");
+        // The window passes: the budget is empty again, with no requests in it.
+        f.clock.advance(Duration::from_secs(11));
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        assert!(
+            !f.guard.connect_failed(&mut st),
+            "1 request × 50% rounds down to 0"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_baseline_retries_failed_connects_once_per_endpoint() {
+        let f = fixture(2, |r| r.retry = RetrySpec::baseline()).await;
+        let get = Method::GET;
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        assert!(f.guard.connect_failed(&mut st));
+        attempt(&f, &mut st).await;
+        assert!(!f.guard.connect_failed(&mut st), "both endpoints tried");
+        // Nothing is retried once sent.
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        assert!(!f.guard.response(&mut st, 503, &sent(&get)));
+    }
+
+    #[tokio::test]
+    async fn a_full_bulkhead_rejects_and_a_finished_request_frees_its_slot() {
+        let f = fixture(1, |r| {
+            r.bulkhead = Some(BulkheadSpec {
+                max_concurrent: 1,
+                max_waiting: 0,
+                max_wait: Duration::from_millis(10),
+            })
+        })
+        .await;
+        let mut first = RequestState::default();
+        let mut state = None;
+        f.guard.admit_request(&mut first, &mut state).await.unwrap();
+        let mut second = RequestState::default();
+        let reject = f
+            .guard
+            .admit_request(&mut second, &mut state)
+            .await
+            .unwrap_err();
+        assert_eq!(reject.class, ErrorClass::Overloaded);
+        f.guard.finish(&mut first, None);
+        let mut third = RequestState::default();
+        f.guard.admit_request(&mut third, &mut state).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_open_breaker_rejects_in_request_filter_with_retry_after() {
+        let f = fixture(1, |r| {
+            r.breaker = Some(super::spec());
+        })
+        .await;
+        for _ in 0..5 {
+            let mut st = RequestState::default();
+            attempt(&f, &mut st).await;
+            f.guard.connect_failed(&mut st);
+            f.guard.finish(&mut st, None);
+        }
+        let mut st = RequestState::default();
+        let mut state = None;
+        f.clock.advance(Duration::from_millis(1500));
+        let reject = f
+            .guard
+            .admit_request(&mut st, &mut state)
+            .await
+            .unwrap_err();
+        assert_eq!(reject.class, ErrorClass::BreakerOpen);
+        assert_eq!(state, Some(BreakerState::Open));
+        let retry_after = reject
+            .headers
+            .iter()
+            .find(|(n, _)| n == http::header::RETRY_AFTER)
+            .map(|(_, v)| v.to_str().unwrap().to_string());
+        assert_eq!(retry_after.as_deref(), Some("4"), "3.5 s rounded up");
+        assert!(reject.keep_alive);
+    }
+}
