@@ -228,7 +228,11 @@ impl ProxyHttp for Gateway {
         if let Some(plan) = &ctx.route {
             if let Err(reject) = plan
                 .guard
-                .admit_request(&mut ctx.resilience, &mut ctx.outcome.breaker)
+                .admit_request(
+                    &mut ctx.resilience,
+                    plan.spec.timeout,
+                    &mut ctx.outcome.breaker,
+                )
                 .await
             {
                 return self.reject(session, ctx, reject).await;

@@ -484,19 +484,36 @@ async fn request_timeout_bounds_the_whole_exchange() {
     let origin = Origin::start("slow").await;
     let resilience = "[resilience.api]\nrequest_timeout = \"300ms\"\n";
     let clusters = format!("{}read_timeout = \"10s\"\n", cluster("api", &[&origin]));
+    // A route that needs less than its cluster's deadline says so.
+    let routes = format!(
+        "{ROUTE_ALL_TO_API}\n[[route]]\nname = \"quick\"\nhosts = [\"quick.test\"]\ncluster = \"api\"\ntimeout = \"100ms\"\n"
+    );
     let gw = Gateway::start(&[
         ("c.toml", &clusters),
-        ("r.toml", ROUTE_ALL_TO_API),
+        ("r.toml", &routes),
         ("resilience.toml", resilience),
     ])
     .await;
     let client = reqwest::Client::new();
     let started = Instant::now();
+    let r = client
+        .get(gw.url("/slow?ms=3000"))
+        .header("host", "quick.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    let quick = started.elapsed();
+    assert!(quick < Duration::from_millis(280), "{quick:?}");
+    let started = Instant::now();
     let r = send(&client, "GET", &gw.url("/slow?ms=3000"), "deadline").await;
     assert_eq!(r.status, 504);
     assert_eq!(r.body["error"], "upstream_timeout");
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(2000), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(2000),
+        "{took:?}"
+    );
     assert_eq!(
         send(&client, "GET", &gw.url("/slow?ms=10"), "in-time")
             .await

@@ -191,10 +191,12 @@ impl Guard {
 
     /// `request_filter`, once the route is known: fail fast while the cluster's breaker is
     /// open (without taking a probe slot), take a bulkhead slot, count the request for the
-    /// retry budget. Sets the record's `breaker_state` when the cluster has a breaker.
+    /// retry budget, start the deadline (the shorter of the cluster's `request_timeout` and
+    /// the route's `timeout`). Sets the record's `breaker_state` when the cluster has a breaker.
     pub async fn admit_request(
         &self,
         st: &mut RequestState,
+        route_timeout: Option<Duration>,
         breaker_state: &mut Option<BreakerState>,
     ) -> Result<(), Reject> {
         if let Some((breaker, _)) = &self.breaker {
@@ -222,7 +224,11 @@ impl Guard {
         if let Some(budget) = &self.budget {
             budget.deposit(self.now());
         }
-        st.deadline = self.spec.resilience.request_timeout.map(|t| self.now() + t);
+        let timeout = match (self.spec.resilience.request_timeout, route_timeout) {
+            (Some(c), Some(r)) => Some(c.min(r)),
+            (c, r) => c.or(r),
+        };
+        st.deadline = timeout.map(|t| self.now() + t);
         Ok(())
     }
 

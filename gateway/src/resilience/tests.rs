@@ -393,7 +393,7 @@ mod guard {
     async fn attempt(f: &Fixture, st: &mut RequestState) -> String {
         let mut state = None;
         if st.attempts == 0 {
-            f.guard.admit_request(st, &mut state).await.unwrap();
+            f.guard.admit_request(st, None, &mut state).await.unwrap();
         }
         f.guard.before_attempt(st, &mut state).await.unwrap();
         let (backend, _) = f.guard.select(&f.cluster, st).unwrap();
@@ -537,17 +537,23 @@ mod guard {
         .await;
         let mut first = RequestState::default();
         let mut state = None;
-        f.guard.admit_request(&mut first, &mut state).await.unwrap();
+        f.guard
+            .admit_request(&mut first, None, &mut state)
+            .await
+            .unwrap();
         let mut second = RequestState::default();
         let reject = f
             .guard
-            .admit_request(&mut second, &mut state)
+            .admit_request(&mut second, None, &mut state)
             .await
             .unwrap_err();
         assert_eq!(reject.class, ErrorClass::Overloaded);
         f.guard.finish(&mut first, None);
         let mut third = RequestState::default();
-        f.guard.admit_request(&mut third, &mut state).await.unwrap();
+        f.guard
+            .admit_request(&mut third, None, &mut state)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -567,7 +573,7 @@ mod guard {
         f.clock.advance(Duration::from_millis(1500));
         let reject = f
             .guard
-            .admit_request(&mut st, &mut state)
+            .admit_request(&mut st, None, &mut state)
             .await
             .unwrap_err();
         assert_eq!(reject.class, ErrorClass::BreakerOpen);

@@ -39,6 +39,12 @@ pub struct RouteFile {
     /// matched) or `original` (the bytes the client sent, for upstreams that need them).
     #[serde(default)]
     pub forward_path: ForwardPath,
+    /// Deadline of the upstream exchange for this route, every retry included, e.g. `2s`,
+    /// for a route that needs less than its cluster's `request_timeout`
+    /// (`[resilience.<cluster>]`). Expiry answers 504. Default: the cluster's.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// How `path_prefix` matches.

@@ -46,6 +46,8 @@ pub struct Route {
     pub cluster: Arc<str>,
     pub prefix_match: PrefixMatch,
     pub forward_path: ForwardPath,
+    /// Deadline over all upstream attempts, when shorter than the cluster's.
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -160,6 +160,7 @@ mod tests {
             cluster: Arc::from("c"),
             prefix_match: PrefixMatch::Segment,
             forward_path: Default::default(),
+            timeout: None,
         }
     }
 

@@ -9,7 +9,7 @@ use http::Method;
 use super::file::RouteFile;
 use super::{HostMatch, Route};
 use crate::host::valid_hostname;
-use crate::policy::validate::{lookup, valid_name, Errors, Files, Names};
+use crate::policy::validate::{duration, lookup, valid_name, Errors, Files, Names};
 
 /// Every `[[route]]` across files, in file order.
 pub fn validate(errs: &mut Errors, files: &Files, names: &Names) -> Vec<Arc<Route>> {
@@ -185,6 +185,15 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
             ),
         }
     }
+    let timeout = r.timeout.as_ref().and_then(|_| {
+        duration(
+            errs,
+            fi,
+            &format!("{f}.timeout"),
+            &r.timeout,
+            std::time::Duration::ZERO,
+        )
+    });
     let known_cluster = lookup(
         errs,
         fi,
@@ -204,5 +213,6 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         cluster: Arc::from(r.cluster.get_ref().as_str()),
         prefix_match: r.prefix_match,
         forward_path: r.forward_path,
+        timeout,
     })
 }
