@@ -154,10 +154,19 @@ impl Breaker {
         }
     }
 
-    /// How long the breaker stays open, when it is open at `now` (before any probe is due).
-    pub fn open_for(&self, now: Duration) -> Option<Duration> {
+    /// When a request at `now` would surely be rejected (open, probes not yet due; or
+    /// half-open with every probe slot taken): after how long to try again. Takes nothing.
+    pub fn rejects(&self, now: Duration) -> Option<Duration> {
         let g = self.lock();
-        (g.state == State::Open && now < g.open_until).then(|| g.open_until - now)
+        match g.state {
+            State::Open if now < g.open_until => Some(g.open_until - now),
+            State::HalfOpen
+                if g.probes_in_flight + g.probe_successes >= self.spec.half_open_probes =>
+            {
+                Some(Duration::from_secs(1))
+            }
+            _ => None,
+        }
     }
 
     /// Ask to send a request at `now`.

@@ -167,13 +167,13 @@ pub struct RetryFile {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub backoff_max: Option<Spanned<String>>,
-    /// Retries may add at most this percentage (0–100) of the requests in `budget_window`...
-    /// Default 20.
+    /// Retry budget: retries may add at most this percentage (0–100) of the requests in
+    /// `budget_window`, plus `budget_min_per_second`. Default 20.
     #[serde(default)]
     #[schemars(with = "Option<u32>")]
     pub budget_percent: Option<Spanned<u32>>,
-    /// ...plus this many retries per second, so a quiet cluster can still retry (0–100000).
-    /// Default 10.
+    /// Retries per second allowed on top of `budget_percent`, so a quiet cluster can still
+    /// retry (0–100000). Default 10.
     #[serde(default)]
     #[schemars(with = "Option<u32>")]
     pub budget_min_per_second: Option<Spanned<u32>>,

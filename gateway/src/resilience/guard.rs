@@ -190,7 +190,7 @@ impl Guard {
     }
 
     /// `request_filter`, once the route is known: fail fast while the cluster's breaker is
-    /// open (without taking a probe slot), take a bulkhead slot, count the request for the
+    /// open or its probe slots are all taken (without taking one), take a bulkhead slot, count the request for the
     /// retry budget, start the deadline (the shorter of the cluster's `request_timeout` and
     /// the route's `timeout`). Sets the record's `breaker_state` when the cluster has a breaker.
     pub async fn admit_request(
@@ -200,7 +200,7 @@ impl Guard {
         breaker_state: &mut Option<BreakerState>,
     ) -> Result<(), Reject> {
         if let Some((breaker, _)) = &self.breaker {
-            if let Some(retry_after) = breaker.open_for(self.now()) {
+            if let Some(retry_after) = breaker.rejects(self.now()) {
                 *breaker_state = Some(BreakerState::Open);
                 return Err(self.breaker_open(retry_after));
             }

@@ -102,11 +102,15 @@ fn half_open_probes_close_it_or_reopen_with_a_doubled_interval() {
         run(&b, &clock, Outcome::Failure).unwrap();
     }
     assert_eq!(b.state(clock.monotonic()), State::Open);
-    clock.advance(Duration::from_secs(5));
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(b.rejects(clock.monotonic()), Some(Duration::from_secs(1)));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(b.rejects(clock.monotonic()), None, "probes are due");
     // Two probes admitted, a third refused while they are in flight.
     let p1 = admit(&b, &clock).unwrap();
     let p2 = admit(&b, &clock).unwrap();
     assert!(p1.probe() && p2.probe());
+    assert_eq!(b.rejects(clock.monotonic()), Some(Duration::from_secs(1)));
     assert!(admit(&b, &clock).is_none());
     // A client that went away frees its slot without deciding anything.
     b.record(p2, Outcome::Neutral, clock.monotonic(), || true);
