@@ -81,12 +81,13 @@ pub struct Ctx {
 }
 
 /// What decides whether an attempt already sent may be repeated.
-fn sent(session: &Session, client_reused: bool) -> resilience::Sent<'_> {
+fn sent<'a>(session: &'a Session, plan: &RoutePlan, client_reused: bool) -> resilience::Sent<'a> {
     resilience::Sent {
         method: &session.req_header().method,
         body_bytes: session.body_bytes_read(),
         response_written: session.response_written().is_some(),
         client_reused,
+        idempotent_writes: plan.spec.retry_idempotent_writes,
     }
 }
 
@@ -299,7 +300,7 @@ impl ProxyHttp for Gateway {
         if let Some(plan) = &ctx.route {
             if plan
                 .guard
-                .response(&mut ctx.resilience, status, &sent(session, false))
+                .response(&mut ctx.resilience, status, &sent(session, plan, false))
             {
                 // Fail this attempt before anything reaches the client; Pingora asks
                 // `upstream_peer` again.
@@ -338,7 +339,7 @@ impl ProxyHttp for Gateway {
         let mut e = e.more_context(format!("Peer: {peer}"));
         let retry = ctx.route.as_ref().is_some_and(|p| {
             p.guard
-                .proxy_failed(&mut ctx.resilience, &e, &sent(session, client_reused))
+                .proxy_failed(&mut ctx.resilience, &e, &sent(session, p, client_reused))
         });
         e.set_retry(retry);
         e

@@ -96,6 +96,20 @@ pub struct Sent<'a> {
     pub body_bytes: usize,
     pub response_written: bool,
     pub client_reused: bool,
+    /// The route lets PUT and DELETE be retried (`retry_idempotent_writes`).
+    pub idempotent_writes: bool,
+}
+
+impl Sent<'_> {
+    /// Whether the cluster's retry settings allow repeating this method once sent.
+    fn method_retryable(&self, methods: &[Method]) -> bool {
+        if methods.is_empty() {
+            // No retry section: nothing is retried once sent.
+            return false;
+        }
+        methods.contains(self.method)
+            || (self.idempotent_writes && matches!(*self.method, Method::PUT | Method::DELETE))
+    }
 }
 
 /// Keeps the waiting count right when a waiting request is dropped (client gone).
@@ -485,7 +499,7 @@ impl Guard {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout
         );
         untouched
-            && r.methods.contains(sent.method)
+            && sent.method_retryable(&r.methods)
             && (!timeout || r.on_timeout)
             && self.may_retry(st, self.spec.endpoints.len())
     }
@@ -510,7 +524,7 @@ impl Guard {
         let retry = r.retry.statuses.contains(&status)
             && sent.body_bytes == 0
             && !sent.response_written
-            && r.retry.methods.contains(sent.method)
+            && sent.method_retryable(&r.retry.methods)
             && self.may_retry(st, self.spec.endpoints.len());
         if retry {
             st.retry_status = Some(status);

@@ -274,7 +274,7 @@ mod validation {
 
     #[test]
     fn out_of_range_settings_are_located() {
-        let text = "[resilience.api]\nfailure_statuses = [200]\n\n[resilience.api.breaker]\nfailure_percent = 150\nhalf_open_probes = 0\nopen_for = \"10s\"\nmax_open_for = \"1s\"\nwindow = \"10ms\"\n\n[resilience.api.retry]\nmethods = [\"GET\", \"POST\"]\nbudget_percent = 101\nattempts = 0\nstatuses = [404]\n\n[resilience.api.outlier]\nmax_ejected_percent = 120\nconsecutive_failures = 0\n\n[resilience.api.bulkhead]\nmax_concurrent = 0\n";
+        let text = "[resilience.api]\nfailure_statuses = [200]\n\n[resilience.api.breaker]\nfailure_percent = 150\nhalf_open_probes = 0\nopen_for = \"10s\"\nmax_open_for = \"1s\"\nwindow = \"10ms\"\n\n[resilience.api.retry]\nmethods = [\"GET\", \"POST\", \"PUT\"]\nbudget_percent = 101\nattempts = 0\nstatuses = [404]\n\n[resilience.api.outlier]\nmax_ejected_percent = 120\nconsecutive_failures = 0\n\n[resilience.api.bulkhead]\nmax_concurrent = 0\n";
         let errs = errors(text);
         let expect = [
             "resilience.toml:2:21: resilience.api.failure_statuses[0]: found 200, expected a status from 400 to 599",
@@ -283,6 +283,7 @@ mod validation {
             "resilience.toml:8:16: resilience.api.breaker.max_open_for: found `1s`, expected at least `open_for` (10s)",
             "resilience.toml:9:10: resilience.api.breaker.window: found `10ms`, expected at least `100ms`",
             "resilience.toml:12:19: resilience.api.retry.methods[1]: found `POST`, expected an idempotent method",
+            "resilience.toml:12:27: resilience.api.retry.methods[2]: found `PUT`, expected one of GET, HEAD, OPTIONS, TRACE: PUT and DELETE are retried only on routes that set `retry_idempotent_writes = true`",
             "resilience.toml:13:18: resilience.api.retry.budget_percent: found 101, expected 0 to 100",
             "resilience.toml:14:12: resilience.api.retry.attempts: found 0, expected 1 to 10",
             "resilience.toml:15:13: resilience.api.retry.statuses[0]: found 404, expected a status from 500 to 599",
@@ -390,6 +391,7 @@ mod guard {
             body_bytes: 0,
             response_written: false,
             client_reused: false,
+            idempotent_writes: false,
         }
     }
 
@@ -426,6 +428,26 @@ mod guard {
         let mut st = RequestState::default();
         attempt(&f, &mut st).await;
         assert!(f.guard.connect_failed(&mut st));
+
+        // PUT only where the route says its upstream makes it idempotent.
+        let put = Method::PUT;
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        assert!(!f.guard.proxy_failed(&mut st, &reset(), &sent(&put)));
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        let route_says_so = Sent {
+            idempotent_writes: true,
+            ..sent(&put)
+        };
+        assert!(f.guard.proxy_failed(&mut st, &reset(), &route_says_so));
+        let mut st = RequestState::default();
+        attempt(&f, &mut st).await;
+        let post_anyway = Sent {
+            idempotent_writes: true,
+            ..sent(&post)
+        };
+        assert!(!f.guard.proxy_failed(&mut st, &reset(), &post_anyway));
 
         // A body byte read (and maybe sent), or a response already written: never.
         let mut st = RequestState::default();

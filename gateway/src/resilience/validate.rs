@@ -16,9 +16,10 @@ use crate::policy::validate::{duration, lookup, Errors, Files, Names};
 
 pub const DEFAULT_FAILURE_STATUSES: [u16; 3] = [502, 503, 504];
 const DEFAULT_RETRY_METHODS: [Method; 3] = [Method::GET, Method::HEAD, Method::OPTIONS];
-/// Methods a retry may repeat: idempotent by RFC 9110 §9.2.2. PUT and DELETE only when the
-/// policy lists them (the upstream must really make them idempotent).
-const RETRYABLE_METHODS: [&str; 6] = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
+/// Methods a cluster may retry after sending: safe by RFC 9110 §9.2.1. PUT and DELETE are
+/// idempotent by definition but not always by implementation: a route opts in with
+/// `retry_idempotent_writes`.
+const RETRYABLE_METHODS: [&str; 4] = ["GET", "HEAD", "OPTIONS", "TRACE"];
 /// The shortest rolling window: ten buckets of 10 ms.
 const MIN_WINDOW: Duration = Duration::from_millis(100);
 
@@ -311,6 +312,14 @@ impl V<'_, '_, '_> {
                                 out.push(method);
                             }
                         }
+                        _ if upper == "PUT" || upper == "DELETE" => self.at(
+                            m.span(),
+                            &format!("retry.methods[{k}]"),
+                            format!(
+                                "found `{upper}`, expected one of {}: PUT and DELETE are retried only on routes that set `retry_idempotent_writes = true`",
+                                RETRYABLE_METHODS.join(", ")
+                            ),
+                        ),
                         _ => self.at(
                             m.span(),
                             &format!("retry.methods[{k}]"),

@@ -45,6 +45,11 @@ pub struct RouteFile {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Spanned<String>>,
+    /// `true`: this route's upstream makes PUT and DELETE idempotent, so they are retried
+    /// like GET under the cluster's `[resilience.<cluster>.retry]` settings (never when a
+    /// body byte may have gone upstream). Default `false`: PUT and DELETE are sent once.
+    #[serde(default)]
+    pub retry_idempotent_writes: bool,
 }
 
 /// How `path_prefix` matches.

@@ -48,6 +48,8 @@ pub struct Route {
     pub forward_path: ForwardPath,
     /// Deadline over all upstream attempts, when shorter than the cluster's.
     pub timeout: Option<std::time::Duration>,
+    /// PUT and DELETE may be retried like GET.
+    pub retry_idempotent_writes: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

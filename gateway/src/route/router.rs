@@ -161,6 +161,7 @@ mod tests {
             prefix_match: PrefixMatch::Segment,
             forward_path: Default::default(),
             timeout: None,
+            retry_idempotent_writes: false,
         }
     }
 

@@ -214,5 +214,6 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         prefix_match: r.prefix_match,
         forward_path: r.forward_path,
         timeout,
+        retry_idempotent_writes: r.retry_idempotent_writes,
     })
 }
