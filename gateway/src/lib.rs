@@ -42,6 +42,7 @@ pub mod proxy;
 pub mod reject;
 pub mod reload;
 pub mod request_id;
+pub mod resilience;
 pub mod route;
 pub mod run_dir;
 pub mod state;

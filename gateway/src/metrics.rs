@@ -19,6 +19,7 @@ pub struct Metrics {
     pub auth: crate::auth::metrics::AuthMetrics,
     /// Rate limits, IP lists and load shedding (`limit::metrics`).
     pub limits: crate::limit::metrics::LimitMetrics,
+    pub resilience: crate::resilience::metrics::ResilienceMetrics,
 }
 
 /// Latency buckets in seconds, 0.5 ms to 10 s.
@@ -102,9 +103,11 @@ impl Metrics {
             reloads.with_label_values(&[r]);
         }
         let limits = crate::limit::metrics::LimitMetrics::register(&registry);
+        let resilience = crate::resilience::metrics::ResilienceMetrics::register(&registry);
         Metrics {
             auth: crate::auth::metrics::AuthMetrics::new(&registry),
             limits,
+            resilience,
             registry,
             requests,
             latency,

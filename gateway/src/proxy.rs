@@ -23,7 +23,7 @@ use crate::reject::Reject;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::route::{request_host, RoutePlan};
 use crate::state::{Runtime, Shared};
-use crate::{auth, cache, forwarding, key, limit, route, upstream};
+use crate::{auth, cache, forwarding, key, limit, resilience, route, upstream};
 use edgeway_record::outcome::{
     AuthResult, BreakerState, CacheStatus, ErrorClass, RateLimitDecision,
 };
@@ -81,6 +81,22 @@ pub struct Ctx {
     pub limits: limit::RequestState,
     /// Credentials seen and the micro-cache key, on routes with a cache policy.
     pub cache: cache::ReqState,
+    /// Attempts, breaker tickets and the bulkhead slot of this request.
+    pub resilience: resilience::RequestState,
+    /// A rejection decided in a phase that can only fail with an `Error` (`upstream_peer`);
+    /// `fail_to_proxy` sends it.
+    pub reject: Option<Reject>,
+}
+
+/// What decides whether an attempt already sent may be repeated.
+fn sent<'a>(session: &'a Session, plan: &RoutePlan, client_reused: bool) -> resilience::Sent<'a> {
+    resilience::Sent {
+        method: &session.req_header().method,
+        body_bytes: session.body_bytes_read(),
+        response_written: session.response_written().is_some(),
+        client_reused,
+        idempotent_writes: plan.spec.retry_idempotent_writes,
+    }
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -168,6 +184,8 @@ impl Gateway {
             referer: referer.as_deref(),
             policy_version: &policy.version,
             gateway_instance: &self.records.instance,
+            upstream_attempts: (ctx.resilience.attempts > 0)
+                .then(|| i32::try_from(ctx.resilience.attempts).unwrap_or(i32::MAX)),
         });
     }
 }
@@ -190,6 +208,8 @@ impl ProxyHttp for Gateway {
             identity: None,
             limits: limit::RequestState::default(),
             cache: cache::ReqState::default(),
+            resilience: resilience::RequestState::default(),
+            reject: None,
         }
     }
 
@@ -263,6 +283,21 @@ impl ProxyHttp for Gateway {
             }
         }
         // Next: shard.
+
+        // Resilience: fail fast while the cluster's breaker is open; a bulkhead slot.
+        if let Some(plan) = &ctx.route {
+            if let Err(reject) = plan
+                .guard
+                .admit_request(
+                    &mut ctx.resilience,
+                    plan.spec.timeout,
+                    &mut ctx.outcome.breaker,
+                )
+                .await
+            {
+                return self.reject(session, ctx, reject).await;
+            }
+        }
         Ok(false)
     }
 
@@ -275,7 +310,19 @@ impl ProxyHttp for Gateway {
             .route
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
-        let (backend, peer) = plan.cluster.select_peer()?;
+        if let Err(reject) = plan
+            .guard
+            .before_attempt(&mut ctx.resilience, &mut ctx.outcome.breaker)
+            .await
+        {
+            let class = reject.class;
+            ctx.reject = Some(reject);
+            return Err(Error::explain(
+                ErrorType::Custom(class.as_str()),
+                "rejected",
+            ));
+        }
+        let (backend, peer) = plan.guard.select(&plan.cluster, &mut ctx.resilience)?;
         ctx.upstream.addr = Some(backend.addr);
         ctx.upstream.start = Some(Instant::now());
         Ok(Box::new(peer))
@@ -303,11 +350,24 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         ctx.upstream.response_ms = ctx.upstream.connected.map(|t| ms(t.elapsed()));
+        let status = upstream_response.status.as_u16();
+        if let Some(plan) = &ctx.route {
+            if plan
+                .guard
+                .response(&mut ctx.resilience, status, &sent(session, plan, false))
+            {
+                // Fail this attempt before anything reaches the client; Pingora asks
+                // `upstream_peer` again.
+                let mut e = Error::explain(ErrorType::HTTPStatus(status), "retrying the status");
+                e.set_retry(true);
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
@@ -322,10 +382,25 @@ impl ProxyHttp for Gateway {
         let retry = ctx
             .route
             .as_ref()
-            .is_some_and(|p| upstream::retry_connect(ctx.upstream.connect_attempts, &p.cluster));
-        if !retry {
-            e.set_retry(false);
-        }
+            .is_some_and(|p| p.guard.connect_failed(&mut ctx.resilience));
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let retry = ctx.route.as_ref().is_some_and(|p| {
+            p.guard
+                .proxy_failed(&mut ctx.resilience, &e, &sent(session, p, client_reused))
+        });
+        e.set_retry(retry);
         e
     }
 
@@ -459,11 +534,22 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let class = upstream::classify(e);
-        ctx.outcome.error = Some(class);
         if ctx.request_id.is_empty() {
             ctx.request_id = request_id::accept_or_generate(None);
         }
+        if let Some(reject) = ctx.reject.take() {
+            // A step decided the answer (breaker open, bulkhead full).
+            ctx.outcome.error = Some(reject.class);
+            if let Err(err) = reject.send(session, &ctx.request_id).await {
+                tracing::debug!(error = %err, "could not send error response");
+            }
+            return FailToProxy {
+                error_code: reject.status,
+                can_reuse_downstream: false,
+            };
+        }
+        let class = upstream::classify(e);
+        ctx.outcome.error = Some(class);
         if let (Some(plan), Some(kind)) = (&ctx.route, class.upstream_kind()) {
             self.shared
                 .metrics
@@ -499,6 +585,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(plan) = &ctx.route {
+            plan.guard.finish(&mut ctx.resilience, e);
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

@@ -26,6 +26,8 @@ pub struct Reject {
     pub status: u16,
     pub message: Cow<'static, str>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Keep the client connection when the request has no body (nothing is left unread).
+    pub keep_alive: bool,
 }
 
 impl Reject {
@@ -36,6 +38,7 @@ impl Reject {
             status: class.status(),
             message: Cow::Borrowed(class.message()),
             headers: Vec::new(),
+            keep_alive: false,
         }
     }
 
@@ -60,6 +63,14 @@ impl Reject {
         self
     }
 
+    /// Keep the connection open afterwards when the request has no body: for rejections
+    /// that must stay cheap under load (an open breaker, a full bulkhead), where closing
+    /// would make every client reconnect.
+    pub fn keep_alive(mut self) -> Reject {
+        self.keep_alive = true;
+        self
+    }
+
     /// The JSON body.
     pub fn body(&self, request_id: &str) -> Bytes {
         let body = serde_json::json!({
@@ -72,7 +83,7 @@ impl Reject {
     }
 
     /// Write the response and close the connection afterwards (the request body, if any, was
-    /// not read).
+    /// not read), unless [`Reject::keep_alive`] was asked for and there is no body.
     pub async fn send(&self, session: &mut Session, request_id: &str) -> pingora::Result<()> {
         let body = self.body(request_id);
         let mut resp = ResponseHeader::build(self.status, Some(5 + self.headers.len()))?;
@@ -83,7 +94,9 @@ impl Reject {
         for (name, value) in &self.headers {
             resp.append_header(name.clone(), value.clone())?;
         }
-        session.set_keepalive(None);
+        if !(self.keep_alive && session.is_body_empty()) {
+            session.set_keepalive(None);
+        }
         session.write_response_header(Box::new(resp), false).await?;
         session.write_response_body(Some(body), true).await
     }

@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy::{self, PolicyErrors, Snapshot};
+use crate::resilience::{Guard, GuardSpec, ResilienceSpec};
 use crate::route::{RoutePlan, Router};
 use crate::upstream::Cluster;
 use edgeway_record::clock::Clock;
@@ -63,6 +64,8 @@ pub struct Runtime {
     pub policy: Arc<Snapshot>,
     /// By name.
     pub clusters: HashMap<Arc<str>, Arc<Cluster>>,
+    /// Resilience state per cluster (breakers, ejections, bulkhead, retry budget), by name.
+    pub guards: HashMap<Arc<str>, Arc<Guard>>,
     /// One plan per route, in policy order.
     pub routes: Vec<Arc<RoutePlan>>,
     pub router: Router<RoutePlan>,
@@ -84,12 +87,32 @@ impl Runtime {
         env: &BuildEnv<'_>,
     ) -> Result<Runtime, BuildError> {
         let mut clusters = HashMap::with_capacity(policy.clusters.len());
+        let mut guards = HashMap::with_capacity(policy.clusters.len());
         for spec in &policy.clusters {
             let prev = previous.and_then(|p| p.clusters.get(&spec.name));
             let cluster = keep_or_build(prev, spec, || {
                 Cluster::build(spec, &env.metrics.upstream_healthy)
             })
             .await?;
+            let guard_spec = GuardSpec {
+                resilience: policy
+                    .resilience
+                    .get(&spec.name)
+                    .cloned()
+                    .unwrap_or_else(|| ResilienceSpec::baseline(&spec.name)),
+                endpoints: spec.endpoints.clone(),
+            };
+            let prev = previous.and_then(|p| p.guards.get(&spec.name));
+            let guard = keep_or_build(prev, &guard_spec, || async {
+                Guard::build(
+                    guard_spec.clone(),
+                    &cluster,
+                    &env.metrics.resilience,
+                    Arc::clone(env.clock),
+                )
+            })
+            .await?;
+            guards.insert(Arc::clone(&spec.name), guard);
             clusters.insert(Arc::clone(&spec.name), cluster);
         }
         let auth_env = crate::auth::Env {
@@ -122,9 +145,17 @@ impl Runtime {
                 Some(name) => Some(cache.plan(&policy.cache, name, &spec.name)?),
                 None => None,
             };
+            let guard = guards
+                .get(&spec.cluster)
+                .cloned()
+                .ok_or_else(|| BuildError {
+                    field: format!("route.{}", spec.name),
+                    message: format!("cluster `{}` has no resilience state", spec.cluster),
+                })?;
             routes.push(Arc::new(RoutePlan {
                 spec: Arc::clone(spec),
                 cluster,
+                guard,
                 metrics: env.metrics.route(&spec.name),
                 auth: route_auth,
                 limits: limits.plan(&spec.name, &spec.protection),
@@ -135,6 +166,7 @@ impl Runtime {
             router: Router::new(&routes),
             routes,
             clusters,
+            guards,
             unrouted_metrics: env.metrics.route("-"),
             auth,
             limits,
@@ -150,6 +182,14 @@ impl Runtime {
         self.clusters.values().for_each(Cluster::ensure_health_loop);
         self.auth.start_background();
         self.limits.start_background();
+    }
+
+    /// (cluster, endpoint) label pairs of the breaker-state gauge.
+    fn breaker_labels(&self) -> HashSet<(String, String)> {
+        self.guards
+            .values()
+            .flat_map(|g| g.gauge_labels())
+            .collect()
     }
 
     /// (cluster, endpoint) label pairs of the health gauge.
@@ -234,6 +274,11 @@ impl Shared {
             .cloned()
             .collect();
         crate::limit::forget_removed(&self.metrics.limits, &current, &rt);
+        let gone_breakers: Vec<_> = current
+            .breaker_labels()
+            .difference(&rt.breaker_labels())
+            .cloned()
+            .collect();
         self.current.store(rt);
         // Endpoints no longer in any cluster leave the health gauge, so dashboards do not
         // show a removed endpoint as healthy (or down) forever.
@@ -241,6 +286,13 @@ impl Shared {
             let _ = self
                 .metrics
                 .upstream_healthy
+                .remove_label_values(&[&cluster, &endpoint]);
+        }
+        for (cluster, endpoint) in gone_breakers {
+            let _ = self
+                .metrics
+                .resilience
+                .breaker_state
                 .remove_label_values(&[&cluster, &endpoint]);
         }
         self.metrics.set_policy_version(&version);

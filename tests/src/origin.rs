@@ -13,7 +13,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ pub struct OriginState {
     pub healthy: AtomicBool,
     pub requests: AtomicU64,
     /// When non-zero, every path but `/healthz` answers this status (an origin failing).
-    pub fail_status: std::sync::atomic::AtomicU16,
+    pub fail_status: AtomicU16,
 }
 
 /// A running origin; it stops when the handle is dropped.
@@ -54,7 +54,7 @@ impl Origin {
             name: name.to_string(),
             healthy: AtomicBool::new(true),
             requests: AtomicU64::new(0),
-            fail_status: std::sync::atomic::AtomicU16::new(0),
+            fail_status: AtomicU16::new(0),
         });
         let st = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -77,6 +77,18 @@ impl Origin {
 
     pub fn set_healthy(&self, healthy: bool) {
         self.state.healthy.store(healthy, Ordering::SeqCst);
+    }
+}
+
+impl Origin {
+    /// Answer every request (but `/healthz`) with `status`; 0 recovers.
+    pub fn fail_with(&self, status: u16) {
+        self.state.fail_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Requests received so far (health checks included).
+    pub fn hits(&self) -> u64 {
+        self.state.requests.load(Ordering::SeqCst)
     }
 }
 
@@ -113,7 +125,10 @@ async fn handle(
     if fail != 0 {
         return Ok(Response::builder()
             .status(fail)
-            .body(Full::new(Bytes::from_static(b"origin failing")))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                serde_json::json!({"origin": st.name, "failing": fail}).to_string(),
+            )))
             .unwrap_or_default());
     }
     if path.starts_with("/slow") {

@@ -22,6 +22,7 @@ use crate::auth::file::{AuthRuleFile, IssuerFile, RevocationFile};
 use crate::cache::file::CachePolicyFile;
 use crate::forwarding::ForwardingFile;
 use crate::limit::file::{IpAccessFile, IpListFile, LimitFile, LoadSheddingFile, RateLimitsFile};
+use crate::resilience::file::ResilienceFile;
 use crate::route::file::RouteFile;
 use crate::upstream::file::ClusterFile;
 
@@ -96,4 +97,9 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "Option<LoadSheddingFile>")]
     pub load_shedding: Option<Spanned<LoadSheddingFile>>,
+    /// Circuit breaker, outlier ejection, bulkhead and retries of a cluster, keyed by the
+    /// cluster's name: `[resilience.<cluster>]`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ResilienceFile>")]
+    pub resilience: BTreeMap<Spanned<String>, ResilienceFile>,
 }

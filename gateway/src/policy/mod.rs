@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::{access_log, auth, cache, forwarding, limit, route, upstream};
+use crate::{access_log, auth, cache, forwarding, limit, resilience, route, upstream};
 
 /// One problem in the policy files, located precisely enough for an editor to jump to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +82,8 @@ pub struct Snapshot {
     pub cache: cache::spec::CachePolicies,
     /// Valid but risky settings (`gateway check` prints them; the gateway logs them at load).
     pub warnings: Vec<PolicyError>,
+    /// `[resilience.<cluster>]` by cluster name; a cluster without one gets the baseline.
+    pub resilience: std::collections::HashMap<Arc<str>, resilience::ResilienceSpec>,
     /// Where each named definition (`cluster.api`) was written, for errors found later.
     pub origins: Origins,
 }

@@ -22,7 +22,7 @@ use toml::Spanned;
 use super::attach::Attachments;
 use super::file::PolicyFile;
 use super::{line_col, Origin, Origins, PolicyError, PolicyErrors, Snapshot, Source};
-use crate::{access_log, auth, cache, forwarding, limit, route, upstream};
+use crate::{access_log, auth, cache, forwarding, limit, resilience, route, upstream};
 
 /// Collects located errors against the policy sources.
 pub struct Errors<'a> {
@@ -280,6 +280,7 @@ pub fn validate(
     let limits = limit::validate(&mut errs, files, attachments, base_dir, &mut names);
     let cache = cache::validate::validate(&mut errs, files, &mut names);
     let routes = route::validate(&mut errs, files, &names);
+    let resilience = resilience::validate(&mut errs, files, &names);
 
     if !errs.out.is_empty() {
         return Err(PolicyErrors(errs.out));
@@ -294,6 +295,7 @@ pub fn validate(
         limits,
         cache,
         warnings: errs.warnings,
+        resilience,
         origins: errs.origins,
     })
 }

@@ -75,6 +75,17 @@ pub struct RouteFile {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub cache: Option<Spanned<String>>,
+    /// Deadline of the upstream exchange for this route, every retry included, e.g. `2s`,
+    /// for a route that needs less than its cluster's `request_timeout`
+    /// (`[resilience.<cluster>]`). Expiry answers 504. Default: the cluster's.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
+    /// `true`: this route's upstream makes PUT and DELETE idempotent, so they are retried
+    /// like GET under the cluster's `[resilience.<cluster>.retry]` settings (never when a
+    /// body byte may have gone upstream). Default `false`: PUT and DELETE are sent once.
+    #[serde(default)]
+    pub retry_idempotent_writes: bool,
 }
 
 fn yes() -> bool {

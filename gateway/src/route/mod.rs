@@ -52,6 +52,10 @@ pub struct Route {
     pub protection: crate::limit::RouteRules,
     /// Name of the cache policy (validated to exist).
     pub cache: Option<Arc<str>>,
+    /// Deadline over all upstream attempts, when shorter than the cluster's.
+    pub timeout: Option<std::time::Duration>,
+    /// PUT and DELETE may be retried like GET.
+    pub retry_idempotent_writes: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -72,6 +76,8 @@ impl Matchable for Route {
 pub struct RoutePlan {
     pub spec: Arc<Route>,
     pub cluster: Arc<Cluster>,
+    /// The cluster's breaker, outlier ejection, bulkhead and retry budget.
+    pub guard: Arc<crate::resilience::Guard>,
     pub metrics: RouteMetrics,
     /// The route's authentication, when it has an auth rule.
     pub auth: Option<Arc<crate::auth::RouteAuth>>,

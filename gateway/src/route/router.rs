@@ -163,6 +163,8 @@ mod tests {
             auth: None,
             protection: Default::default(),
             cache: None,
+            timeout: None,
+            retry_idempotent_writes: false,
         }
     }
 

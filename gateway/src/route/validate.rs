@@ -9,7 +9,7 @@ use http::Method;
 use super::file::RouteFile;
 use super::{HostMatch, Route};
 use crate::host::valid_hostname;
-use crate::policy::validate::{lookup, valid_name, Errors, Files, Names};
+use crate::policy::validate::{duration, lookup, valid_name, Errors, Files, Names};
 
 /// Every `[[route]]` across files, in file order.
 pub fn validate(errs: &mut Errors, files: &Files, names: &Names) -> Vec<Arc<Route>> {
@@ -185,6 +185,15 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
             ),
         }
     }
+    let timeout = r.timeout.as_ref().and_then(|_| {
+        duration(
+            errs,
+            fi,
+            &format!("{f}.timeout"),
+            &r.timeout,
+            std::time::Duration::ZERO,
+        )
+    });
     let known_cluster = lookup(
         errs,
         fi,
@@ -228,5 +237,7 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         auth: r.auth.as_ref().map(|a| Arc::from(a.get_ref().as_str())),
         protection,
         cache: r.cache.as_ref().map(|c| Arc::from(c.get_ref().as_str())),
+        timeout,
+        retry_idempotent_writes: r.retry_idempotent_writes,
     })
 }

@@ -17,7 +17,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::WrappedX509;
 use prometheus::IntGaugeVec;
 
-use super::{ClusterSpec, NO_HEALTHY_UPSTREAM};
+use super::ClusterSpec;
 use crate::state::{BuildError, Part};
 
 /// Mirrors health transitions into `gateway_upstream_endpoint_healthy` and the log.
@@ -121,25 +121,10 @@ impl Cluster {
         })
     }
 
-    /// The next healthy endpoint, round-robin; `None` when every endpoint is down.
-    pub fn select(&self) -> Option<Backend> {
-        self.lb.select(b"", self.spec.endpoints.len().max(1) * 2)
-    }
-
-    /// `upstream_peer` step: the next healthy endpoint and the peer to connect to it, or
-    /// [`NO_HEALTHY_UPSTREAM`].
-    pub fn select_peer(&self) -> pingora::Result<(Backend, HttpPeer)> {
-        let Some(backend) = self.select() else {
-            return Err(pingora::Error::explain(
-                NO_HEALTHY_UPSTREAM,
-                format!(
-                    "cluster {}: every endpoint failed its health check",
-                    self.spec.name
-                ),
-            ));
-        };
-        let peer = self.peer(&backend);
-        Ok((backend, peer))
+    /// The first endpoint in round-robin order that `accept(backend, healthy)` takes.
+    pub fn select_with(&self, accept: impl Fn(&Backend, bool) -> bool) -> Option<Backend> {
+        self.lb
+            .select_with(b"", self.spec.endpoints.len().max(1) * 2, accept)
     }
 
     pub fn backends(&self) -> Vec<Backend> {

@@ -8,8 +8,9 @@
 //! - [`ClusterSpec`]: the immutable, typed spec in the snapshot;
 //! - [`Cluster`]: the runtime (resolved endpoints, round-robin balancer, health checks), kept
 //!   across a reload while its spec is unchanged, so health state survives;
-//! - phase steps: [`Cluster::select_peer`] in `upstream_peer`, [`retry_connect`] in
-//!   `fail_to_connect`, [`classify`] in `fail_to_proxy`.
+//! - phase steps: [`Cluster::select_with`] and [`Cluster::peer`] (called by
+//!   [`resilience::Guard::select`](crate::resilience::Guard::select) in `upstream_peer`, which
+//!   also decides retries), [`classify`] in `fail_to_proxy`.
 
 mod cluster;
 pub mod file;
@@ -67,15 +68,6 @@ pub fn referenced_files(f: &PolicyFile) -> impl Iterator<Item = &str> {
 
 /// Error type for "every endpoint of the cluster failed its health check".
 pub const NO_HEALTHY_UPSTREAM: ErrorType = ErrorType::Custom("no healthy upstream");
-
-/// Connect attempts per request (first try plus retries on other endpoints).
-pub const MAX_CONNECT_ATTEMPTS: usize = 3;
-
-/// `fail_to_connect`: whether to try another endpoint. Nothing was sent yet, so a retry is
-/// safe for any method; stop after [`MAX_CONNECT_ATTEMPTS`] or once every endpoint was tried.
-pub fn retry_connect(attempts: usize, cluster: &Cluster) -> bool {
-    attempts < MAX_CONNECT_ATTEMPTS.min(cluster.spec.endpoints.len())
-}
 
 /// Name a proxy error: the class decides the status, the JSON `error` code, the record's
 /// `error_class` and the upstream-error metric kind.
