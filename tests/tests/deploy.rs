@@ -198,18 +198,43 @@ async fn the_template_deploys_and_a_request_reaches_the_lake_through_the_stack()
         "every shard checkpointed in the stack's table: {leases:?}"
     );
 
-    // The analyst's view: the record is in the lake.
+    // The outputs as the environment a deploy/k8s overlay gets (deploy/aws/stack-env → aws.env),
+    // and the analyst's view through it: `lake query` with LAKE_ROOT from there finds the record.
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/aws/stack-env"
+    ))
+    .arg(&stack.name)
+    .envs(moto.env())
+    .output()
+    .expect("run deploy/aws/stack-env");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env_file = String::from_utf8(out.stdout).unwrap();
+    let vars: BTreeMap<&str, &str> = env_file
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    assert_eq!(vars["GATEWAY_KINESIS_STREAM"], stream);
+    assert_eq!(vars["KINESIS_STREAM"], stream);
+    assert_eq!(vars["PIPELINE_LEASE_TABLE"], table);
+    assert_eq!(vars["LAKE_ROOT"], lake_root);
+    assert_eq!(vars["AWS_REGION"], e2e::aws::REGION);
+    let mut env = moto.env();
+    env.extend(vars.iter().map(|(k, v)| (*k, v.to_string())));
     let rows = run_lake(
         &[
-            "--lake",
-            lake_root,
             "query",
             "--format",
             "json",
             "-q",
             "SELECT request_id, path, status, route FROM access_logs",
         ],
-        &moto.env(),
+        &env,
     );
     assert!(rows.contains("deploy-req-1"), "{rows}");
     assert!(rows.contains("/deployed/orders"), "{rows}");
