@@ -3,7 +3,8 @@
 #   docker build --build-arg EDGEWAY_GIT_COMMIT=$(git rev-parse HEAD) -t edgeway:0.1.0 .
 #   docker run --rm edgeway:0.1.0 --version                         →  gateway 0.1.0 (commit <sha>)
 #   docker run --rm --entrypoint pipeline edgeway:0.1.0 --version   →  pipeline 0.1.0 (commit <sha>)
-# The build is the `dist` profile (release + thin LTO), the same as `scripts/build --profile dist`.
+# The build is the `dist` profile (release + thin LTO), as `scripts/build --profile dist` (which
+# also builds the benchmark binaries).
 
 FROM rust:1.95-slim-bookworm AS build
 # cmake: Pingora's zlib-ng. The rest of the toolchain is in the Rust image.
@@ -17,7 +18,7 @@ ENV EDGEWAY_GIT_COMMIT=${EDGEWAY_GIT_COMMIT} \
     CARGO_TARGET_DIR=/src/target
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --locked --profile dist --workspace --bins \
+    cargo build --locked --profile dist -p gateway -p pipeline -p lake --bins \
  && mkdir -p /out \
  && cp target/dist/gateway target/dist/pipeline target/dist/lake /out/
 
