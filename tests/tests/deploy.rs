@@ -3,7 +3,8 @@
 //! stack's outputs as flags (a request's record goes gateway → Kinesis → pipeline → S3 lake,
 //! `lake init` and `lake query` on top); the IAM policies read back and checked against the
 //! created resources; and a policy reload through a Kubernetes ConfigMap volume's `..data`
-//! symlink swap (`deploy/k8s` mounts the policies that way).
+//! symlink swap, and a certificate rotation through the same swap of the TLS Secret volume
+//! (`deploy/k8s` mounts both that way).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -606,4 +607,94 @@ fn every_binary_names_its_version_and_commit() {
             "{name} --version: {text}"
         );
     }
+}
+
+/// A development CA and server certificate made by `gateway gen-certs`: (ca.pem, tls.crt,
+/// tls.key) as text.
+fn dev_certs() -> (String, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("gateway"))
+        .args(["gen-certs", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    (read("ca.pem"), read("server.pem"), read("server.key"))
+}
+
+fn trusting(ca: &str, gw: &Gateway) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .resolve("api.localhost", gw.https)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_tls_secret_symlink_swap_rotates_the_certificate() {
+    // The gateway's TLS Secret, as the kubelet lays out a Secret volume (deploy/k8s mounts
+    // edgeway-gateway-tls at /etc/edgeway/tls and passes tls.crt / tls.key).
+    let a = Origin::start("a").await;
+    let (ca1, crt1, key1) = dev_certs();
+    let (ca2, crt2, key2) = dev_certs();
+    let secret = tempfile::tempdir().unwrap();
+    let v1 = [("tls.crt", crt1.as_str()), ("tls.key", key1.as_str())];
+    configmap_version(secret.path(), "..2026_11_23_10_00_00.000000001", &v1);
+    std::os::unix::fs::symlink(
+        "..2026_11_23_10_00_00.000000001",
+        secret.path().join("..data"),
+    )
+    .unwrap();
+    for (name, _) in &v1 {
+        std::os::unix::fs::symlink(format!("..data/{name}"), secret.path().join(name)).unwrap();
+    }
+    let (crt, key) = (secret.path().join("tls.crt"), secret.path().join("tls.key"));
+    let clusters = format!("[cluster.a]\nendpoints = [\"{}\"]\n", a.addr);
+    let gw = Gateway::start_env(
+        &[
+            ("clusters.toml", &clusters),
+            (
+                "routes.toml",
+                "[[route]]\nname = \"all\"\ncluster = \"a\"\n",
+            ),
+        ],
+        &[
+            "--tls-cert",
+            crt.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let url = format!("https://api.localhost:{}/", gw.https.port());
+    let (old, new) = (trusting(&ca1, &gw), trusting(&ca2, &gw));
+    assert_eq!(old.get(&url).send().await.unwrap().status(), 200);
+    assert!(new.get(&url).send().await.is_err(), "not yet the new one");
+
+    configmap_swap(
+        secret.path(),
+        "..2026_11_23_10_00_00.000000001",
+        "..2026_11_23_10_05_00.000000002",
+        &[("tls.crt", crt2.as_str()), ("tls.key", key2.as_str())],
+    );
+    eventually(
+        "the new certificate after the ..data swap",
+        Duration::from_secs(10),
+        || {
+            let req = new.get(&url).send();
+            async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+        },
+    )
+    .await;
+    // A new connection (the old client's kept-alive one was set up before the swap).
+    let old = trusting(&ca1, &gw);
+    assert!(old.get(&url).send().await.is_err(), "the old one is gone");
 }
