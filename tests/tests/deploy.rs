@@ -442,6 +442,13 @@ async fn iam_policies_name_exactly_the_created_resources() {
     let gw = statements(&v["roles"]["gateway"]["policies"][0]);
     assert!(gw.contains(&(vec!["kinesis:PutRecords".into()], vec![stream.clone()])));
 
+    // Analysts assume their role from this account (AnalystPrincipal left empty).
+    let st = &v["roles"]["analyst"]["trust"]["Statement"][0];
+    assert_eq!(
+        st["Principal"]["AWS"],
+        format!("arn:aws:iam::{account}:root")
+    );
+    assert_eq!(st["Action"], "sts:AssumeRole");
     // IRSA trust: the cluster's OIDC provider, for exactly deploy/k8s's service accounts.
     for (role, sa) in [
         ("gateway", "edgeway-gateway"),
