@@ -16,10 +16,17 @@ use gateway::{access_log, admin, policy, proxy, reload, state, tls};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `--version`: the crate version and the commit the binary was built from
+/// (`EDGEWAY_GIT_COMMIT` at build time: the Dockerfile and `scripts/build --profile dist` set it).
+fn version() -> &'static str {
+    let commit = option_env!("EDGEWAY_GIT_COMMIT").unwrap_or("unknown");
+    Box::leak(format!("{} (commit {commit})", env!("CARGO_PKG_VERSION")).into_boxed_str())
+}
+
 #[derive(Parser)]
 #[command(
     name = "gateway",
-    version,
+    version = version(),
     about = "Edge gateway on Pingora: TLS, policy-driven routing, health checks, hot-reloaded policies."
 )]
 struct Cli {

@@ -11,10 +11,17 @@ use lake::output::Format;
 use lake::root::{Lake, StoreSettings};
 use lake::{compact, engine, generate, init, named, retain, LakeError};
 
+/// `--version`: the crate version and the commit the binary was built from
+/// (`EDGEWAY_GIT_COMMIT` at build time: the Dockerfile and `scripts/build --profile dist` set it).
+fn version() -> &'static str {
+    let commit = option_env!("EDGEWAY_GIT_COMMIT").unwrap_or("unknown");
+    Box::leak(format!("{} (commit {commit})", env!("CARGO_PKG_VERSION")).into_boxed_str())
+}
+
 #[derive(Parser)]
 #[command(
     name = "lake",
-    version,
+    version = version(),
     about = "Query and maintain the access-log lake (Athena or local DataFusion).",
     long_about = "Query and maintain the access-log lake: the Parquet files the pipeline writes \
                   under <lake>/access_logs/dt=YYYY-MM-DD/hour=HH/.\n\n\

@@ -20,10 +20,17 @@ use pipeline::local::LocalOptions;
 use pipeline::metrics::{get, Metrics};
 use pipeline::writer::{WriterConfig, WriterContext};
 
+/// `--version`: the crate version and the commit the binary was built from
+/// (`EDGEWAY_GIT_COMMIT` at build time: the Dockerfile and `scripts/build --profile dist` set it).
+fn version() -> &'static str {
+    let commit = option_env!("EDGEWAY_GIT_COMMIT").unwrap_or("unknown");
+    Box::leak(format!("{} (commit {commit})", env!("CARGO_PKG_VERSION")).into_boxed_str())
+}
+
 #[derive(Parser)]
 #[command(
     name = "pipeline",
-    version,
+    version = version(),
     about = "Access-log pipeline: Kinesis (or the local log) → Parquet files in the lake, partitioned by event time."
 )]
 struct Cli {

@@ -84,12 +84,29 @@ impl Gateway {
         extra_args: &[&str],
         env: &[(&str, String)],
     ) -> Gateway {
+        Self::start_layout(
+            |policies| {
+                for (name, text) in files {
+                    std::fs::write(policies.join(name), text).expect("write policy");
+                }
+            },
+            extra_args,
+            env,
+        )
+        .await
+    }
+
+    /// Start with a policy directory that `layout` fills (e.g. the symlinks of a Kubernetes
+    /// ConfigMap volume).
+    pub async fn start_layout(
+        layout: impl FnOnce(&Path),
+        extra_args: &[&str],
+        env: &[(&str, String)],
+    ) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).expect("mkdir");
-        for (name, text) in files {
-            std::fs::write(policies.join(name), text).expect("write policy");
-        }
+        layout(&policies);
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
