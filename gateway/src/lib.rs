@@ -44,6 +44,7 @@ pub mod reload;
 pub mod request_id;
 pub mod route;
 pub mod run_dir;
+pub mod shard;
 pub mod state;
 pub mod tls;
 pub mod upstream;

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub auth: crate::auth::metrics::AuthMetrics,
     /// Rate limits, IP lists and load shedding (`limit::metrics`).
     pub limits: crate::limit::metrics::LimitMetrics,
+    /// Requests by shard and by canary arm (`shard::metrics`).
+    pub shard: crate::shard::metrics::ShardMetrics,
 }
 
 /// Latency buckets in seconds, 0.5 ms to 10 s.
@@ -103,6 +105,7 @@ impl Metrics {
         }
         let limits = crate::limit::metrics::LimitMetrics::register(&registry);
         Metrics {
+            shard: crate::shard::metrics::ShardMetrics::register(&registry),
             auth: crate::auth::metrics::AuthMetrics::new(&registry),
             limits,
             registry,

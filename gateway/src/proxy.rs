@@ -23,7 +23,7 @@ use crate::reject::Reject;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::route::{request_host, RoutePlan};
 use crate::state::{Runtime, Shared};
-use crate::{auth, cache, forwarding, key, limit, route, upstream};
+use crate::{auth, cache, forwarding, key, limit, route, shard, upstream};
 use edgeway_record::outcome::{
     AuthResult, BreakerState, CacheStatus, ErrorClass, RateLimitDecision,
 };
@@ -81,6 +81,19 @@ pub struct Ctx {
     pub limits: limit::RequestState,
     /// Credentials seen and the micro-cache key, on routes with a cache policy.
     pub cache: cache::ReqState,
+    /// The cluster the shard step chose (shard, replica, canary); `None`: the route's own.
+    pub cluster: Option<Arc<upstream::Cluster>>,
+    /// The canary arm, on routes with a canary.
+    pub canary: Option<shard::Arm>,
+}
+
+impl Ctx {
+    /// The cluster this request goes to: the shard step's choice, else the route's.
+    pub fn cluster(&self) -> Option<&Arc<upstream::Cluster>> {
+        self.cluster
+            .as_ref()
+            .or_else(|| self.route.as_ref().and_then(|r| r.cluster.as_ref()))
+    }
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -148,7 +161,7 @@ impl Gateway {
             upstream_connect_ms: ctx.upstream.connect_ms,
             upstream_response_ms: ctx.upstream.response_ms,
             route: route.map(RoutePlan::name),
-            upstream_cluster: route.map(|r| &*r.cluster.spec.name),
+            upstream_cluster: ctx.cluster().map(|c| &*c.spec.name),
             upstream_addr: ctx
                 .upstream
                 .addr
@@ -190,6 +203,8 @@ impl ProxyHttp for Gateway {
             identity: None,
             limits: limit::RequestState::default(),
             cache: cache::ReqState::default(),
+            cluster: None,
+            canary: None,
         }
     }
 
@@ -262,7 +277,33 @@ impl ProxyHttp for Gateway {
                 return self.reject(session, ctx, denied.reject).await;
             }
         }
-        // Next: shard.
+        // The cluster: by shard key (and method), then the canary arm. Unsharded routes
+        // without a canary skip this (their cluster is the route's).
+        if plan.shard.is_some() || plan.canary.is_some() {
+            let req = key::Request {
+                header: session.req_header(),
+                path: ctx
+                    .canonical_path
+                    .as_deref()
+                    .unwrap_or(session.req_header().uri.path()),
+                client_ip: ctx.client_ip,
+                route: plan.name(),
+                identity: ctx.identity.as_deref(),
+            };
+            match shard::pick(
+                plan.shard.as_ref(),
+                plan.canary.as_ref(),
+                &req,
+                &req.header.method,
+            ) {
+                Ok(picked) => {
+                    ctx.cluster = picked.cluster;
+                    ctx.outcome.shard = picked.shard;
+                    ctx.canary = picked.arm;
+                }
+                Err(reject) => return self.reject(session, ctx, reject).await,
+            }
+        }
         Ok(false)
     }
 
@@ -271,11 +312,10 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut Ctx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        let plan = ctx
-            .route
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
-        let (backend, peer) = plan.cluster.select_peer()?;
+        let cluster = ctx.cluster().ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "no cluster in upstream_peer")
+        })?;
+        let (backend, peer) = cluster.select_peer()?;
         ctx.upstream.addr = Some(backend.addr);
         ctx.upstream.start = Some(Instant::now());
         Ok(Box::new(peer))
@@ -320,9 +360,8 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         ctx.upstream.connect_attempts += 1;
         let retry = ctx
-            .route
-            .as_ref()
-            .is_some_and(|p| upstream::retry_connect(ctx.upstream.connect_attempts, &p.cluster));
+            .cluster()
+            .is_some_and(|c| upstream::retry_connect(ctx.upstream.connect_attempts, c));
         if !retry {
             e.set_retry(false);
         }
@@ -464,11 +503,11 @@ impl ProxyHttp for Gateway {
         if ctx.request_id.is_empty() {
             ctx.request_id = request_id::accept_or_generate(None);
         }
-        if let (Some(plan), Some(kind)) = (&ctx.route, class.upstream_kind()) {
+        if let (Some(cluster), Some(kind)) = (ctx.cluster(), class.upstream_kind()) {
             self.shared
                 .metrics
                 .upstream_errors
-                .with_label_values(&[&plan.cluster.spec.name, kind])
+                .with_label_values(&[&cluster.spec.name, kind])
                 .inc();
         }
         let mut status = match e.etype() {

@@ -19,6 +19,7 @@ use arc_swap::ArcSwap;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy::{self, PolicyErrors, Snapshot};
 use crate::route::{RoutePlan, Router};
+use crate::shard::RouteTarget;
 use crate::upstream::Cluster;
 use edgeway_record::clock::Clock;
 
@@ -92,6 +93,13 @@ impl Runtime {
             .await?;
             clusters.insert(Arc::clone(&spec.name), cluster);
         }
+        let mut shard_maps = HashMap::with_capacity(policy.shards.maps.len());
+        for spec in &policy.shards.maps {
+            // Compiled with every runtime (cheap: a sort and a table), from this runtime's
+            // clusters, so a request sees one version of the map and of its clusters.
+            let map = crate::shard::ShardMap::build(spec, &clusters)?;
+            shard_maps.insert(Arc::clone(&spec.name), Arc::new(map));
+        }
         let auth_env = crate::auth::Env {
             clock: env.clock,
             metrics: &env.metrics.auth,
@@ -106,14 +114,25 @@ impl Runtime {
             crate::cache::CacheRuntime::build(&policy.cache, previous.map(|p| &p.cache)).await?;
         let mut routes = Vec::with_capacity(policy.routes.len());
         for spec in &policy.routes {
-            // Validation checked the name; a miss here is a bug, reported, not a panic.
-            let cluster = clusters
-                .get(&spec.cluster)
-                .cloned()
-                .ok_or_else(|| BuildError {
-                    field: format!("route.{}", spec.name),
-                    message: format!("cluster `{}` was not built", spec.cluster),
-                })?;
+            // Validation checked the names; a miss here is a bug, reported, not a panic.
+            let (cluster, shard_rule) = match &spec.target {
+                RouteTarget::Cluster(name) => {
+                    let c = clusters.get(name).cloned().ok_or_else(|| BuildError {
+                        field: format!("route.{}", spec.name),
+                        message: format!("cluster `{name}` was not built"),
+                    })?;
+                    (Some(c), None)
+                }
+                RouteTarget::Shard(rule) => (None, Some(rule)),
+            };
+            let (shard, canary) = crate::shard::plan(
+                &spec.name,
+                shard_rule,
+                spec.canary.as_ref(),
+                &shard_maps,
+                &clusters,
+                &env.metrics.shard,
+            )?;
             let route_auth = match &spec.auth {
                 Some(rule) => Some(auth.plan(rule, &spec.name)?),
                 None => None,
@@ -125,6 +144,8 @@ impl Runtime {
             routes.push(Arc::new(RoutePlan {
                 spec: Arc::clone(spec),
                 cluster,
+                shard,
+                canary,
                 metrics: env.metrics.route(&spec.name),
                 auth: route_auth,
                 limits: limits.plan(&spec.name, &spec.protection),
@@ -387,7 +408,7 @@ mod tests {
             );
         }
         assert!(Arc::ptr_eq(
-            &after.routes[0].cluster,
+            after.routes[0].cluster.as_ref().unwrap(),
             &after.clusters["api"]
         ));
 

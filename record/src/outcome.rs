@@ -173,6 +173,8 @@ outcome_enum! {
         InvalidHost => "invalid_host",
         /// No route matches host, path and method (404).
         NoRoute => "no_route",
+        /// The route's shard map has no shard for the request's key (404).
+        NoShard => "no_shard",
         /// A route matches host and path but not the method (405, with `Allow`).
         MethodNotAllowed => "method_not_allowed",
         /// The client did not send the request in time (408).
@@ -217,7 +219,7 @@ impl ErrorClass {
         use ErrorClass::*;
         match self {
             BadRequest | InvalidHost => 400,
-            NoRoute => 404,
+            NoRoute | NoShard => 404,
             MethodNotAllowed => 405,
             ClientTimeout => 408,
             ClientClosed => 0,
@@ -240,6 +242,7 @@ impl ErrorClass {
             BadRequest => "malformed request",
             InvalidHost => "the Host is not a valid host name",
             NoRoute => "no route matches this request",
+            NoShard => "no shard holds this key",
             MethodNotAllowed => "this route does not allow the method",
             ClientTimeout => "client did not send the request in time",
             ClientClosed => "client closed the connection",

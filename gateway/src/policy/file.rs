@@ -23,6 +23,7 @@ use crate::cache::file::CachePolicyFile;
 use crate::forwarding::ForwardingFile;
 use crate::limit::file::{IpAccessFile, IpListFile, LimitFile, LoadSheddingFile, RateLimitsFile};
 use crate::route::file::RouteFile;
+use crate::shard::file::ShardMapFile;
 use crate::upstream::file::ClusterFile;
 
 /// One policy file. A policy directory is the union of all its `*.toml` files; any file may
@@ -96,4 +97,9 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "Option<LoadSheddingFile>")]
     pub load_shedding: Option<Spanned<LoadSheddingFile>>,
+
+    /// Shard maps, keyed by name: `[shard_map.<name>]`; a route names one with `shard_map`.
+    #[serde(default, rename = "shard_map")]
+    #[schemars(with = "BTreeMap<String, ShardMapFile>")]
+    pub shard_maps: BTreeMap<String, Spanned<ShardMapFile>>,
 }

@@ -142,6 +142,12 @@ impl Cluster {
         Ok((backend, peer))
     }
 
+    /// Whether at least one endpoint passes its health check (always, without checks).
+    pub fn has_healthy(&self) -> bool {
+        let backends = self.lb.backends();
+        backends.get_backend().iter().any(|b| backends.ready(b))
+    }
+
     pub fn backends(&self) -> Vec<Backend> {
         self.lb.backends().get_backend().iter().cloned().collect()
     }
