@@ -25,7 +25,7 @@ use crate::route::{request_host, RoutePlan};
 use crate::state::{Runtime, Shared};
 use crate::{auth, cache, forwarding, key, limit, route, shard, upstream};
 use edgeway_record::outcome::{
-    AuthResult, BreakerState, CacheStatus, ErrorClass, RateLimitDecision,
+    AuthResult, BreakerState, CacheStatus, CanaryArm, ErrorClass, RateLimitDecision,
 };
 use edgeway_record::{AccessLogRecordRef, RECORD_VERSION};
 
@@ -84,7 +84,7 @@ pub struct Ctx {
     /// The cluster the shard step chose (shard, replica, canary); `None`: the route's own.
     pub cluster: Option<Arc<upstream::Cluster>>,
     /// The canary arm, on routes with a canary.
-    pub canary: Option<shard::Arm>,
+    pub canary: Option<CanaryArm>,
 }
 
 impl Ctx {
@@ -181,6 +181,7 @@ impl Gateway {
             referer: referer.as_deref(),
             policy_version: &policy.version,
             gateway_instance: &self.records.instance,
+            canary: ctx.canary.map(CanaryArm::as_str),
         });
     }
 }

@@ -56,7 +56,7 @@ pub fn json_line(r: &AccessLogRecord) -> String {
         "breaker_state": r.breaker_state, "error_class": r.error_class,
         "tls_version": r.tls_version, "tls_cipher": r.tls_cipher, "user_agent": r.user_agent,
         "referer": r.referer, "policy_version": r.policy_version,
-        "gateway_instance": r.gateway_instance,
+        "gateway_instance": r.gateway_instance, "canary": r.canary,
     })
     .to_string()
 }

@@ -273,6 +273,7 @@ fn record(rng: &mut Rng, event_time: i64, request_id: String) -> AccessLogRecord
         referer: rng.chance(0.1).then(|| "https://www.example.com/".into()),
         policy_version: "bf97fbc0fc64".into(),
         gateway_instance: format!("gw-{}", 1 + rng.below(2)),
+        canary: None,
     }
 }
 

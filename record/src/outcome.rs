@@ -277,6 +277,16 @@ impl ErrorClass {
     }
 }
 
+outcome_enum! {
+    /// Which side of a route's canary served the request.
+    CanaryArm, column = "canary" {
+        /// The route's own cluster (or shard).
+        Stable => "stable",
+        /// The canary cluster.
+        Canary => "canary",
+    }
+}
+
 /// Every outcome column and its allowed values, for checks over SQL and generated data.
 pub fn allowed_values(column: &str) -> Option<Vec<&'static str>> {
     fn strs<T: Copy>(all: &[T], f: fn(T) -> &'static str) -> Option<Vec<&'static str>> {
@@ -288,6 +298,7 @@ pub fn allowed_values(column: &str) -> Option<Vec<&'static str>> {
         BreakerState::COLUMN => strs(BreakerState::ALL, BreakerState::as_str),
         CacheStatus::COLUMN => strs(CacheStatus::ALL, CacheStatus::as_str),
         ErrorClass::COLUMN => strs(ErrorClass::ALL, ErrorClass::as_str),
+        CanaryArm::COLUMN => strs(CanaryArm::ALL, CanaryArm::as_str),
         _ => None,
     }
 }
@@ -299,6 +310,7 @@ pub const OUTCOME_COLUMNS: &[&str] = &[
     BreakerState::COLUMN,
     CacheStatus::COLUMN,
     ErrorClass::COLUMN,
+    CanaryArm::COLUMN,
 ];
 
 #[cfg(test)]

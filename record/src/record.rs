@@ -10,7 +10,7 @@
 //! verified `sub` claim, and `query` holds only the parameters the policy allow-lists.
 
 /// Version of the record contract, stamped on every record. Bump on additions.
-pub const RECORD_VERSION: i32 = 1;
+pub const RECORD_VERSION: i32 = 2;
 
 /// How a field maps to a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,6 +344,8 @@ access_log_record! {
     #[prost(tag = "34", string)] policy_version: String => Str,
     /// Gateway instance id (host name or configured id).
     #[prost(tag = "35", string)] gateway_instance: String => Str,
+    /// Canary arm of a route with a canary: `stable` or `canary`; absent on other routes.
+    #[prost(tag = "36", string, optional)] canary: Option<String> => OptStr,
 }
 
 impl AccessLogRecord {
@@ -399,6 +401,7 @@ mod tests {
             referer: Some("https://example.com/".into()),
             policy_version: "bf97fbc0fc64".into(),
             gateway_instance: "gw-1".into(),
+            canary: Some("canary".into()),
         }
     }
 
@@ -484,7 +487,7 @@ mod tests {
 
     #[test]
     fn columns_follow_the_struct() {
-        assert_eq!(COLUMNS.len(), 35);
+        assert_eq!(COLUMNS.len(), 36);
         assert_eq!(COLUMNS[1].name, "event_time");
         assert_eq!(COLUMNS[1].kind.glue_type(), "timestamp");
         let mut names: Vec<_> = COLUMNS.iter().map(|c| c.name).collect();

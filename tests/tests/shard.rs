@@ -213,6 +213,7 @@ auth = "users"
     let recs = records(&gw, 24).await;
     assert_eq!(recs["to-b"].shard.as_deref(), Some("b"));
     assert_eq!(recs["to-b"].upstream_cluster.as_deref(), Some("b"));
+    assert_eq!(recs["to-b"].canary, None, "no canary on this route");
     assert_eq!(recs["outside"].error_class.as_deref(), Some("no_shard"));
     assert_eq!(recs["outside"].status, 404);
     assert_eq!(recs["missing"].error_class.as_deref(), Some("bad_request"));
@@ -365,7 +366,11 @@ async fn the_canary_is_sticky_per_key_forced_by_header_and_keeps_its_keys_when_r
         &c,
         "GET",
         &gw.url("/x"),
-        &[("x-user-id", stable_user), ("x-canary", "canary")],
+        &[
+            ("x-user-id", stable_user),
+            ("x-canary", "canary"),
+            ("x-request-id", "forced-canary"),
+        ],
     )
     .await;
     assert_eq!(forced.origin(), "v2");
@@ -373,10 +378,25 @@ async fn the_canary_is_sticky_per_key_forced_by_header_and_keeps_its_keys_when_r
         &c,
         "GET",
         &gw.url("/x"),
-        &[("x-user-id", canary_user), ("x-canary", "stable")],
+        &[
+            ("x-user-id", canary_user),
+            ("x-canary", "stable"),
+            ("x-request-id", "forced-stable"),
+        ],
     )
     .await;
     assert_eq!(forced.origin(), "stable");
+    // The arm and the cluster that served it are in the record.
+    let recs = records(&gw, 362).await;
+    let rec = |id: &str| (recs[id].canary.clone(), recs[id].upstream_cluster.clone());
+    assert_eq!(
+        rec("forced-canary"),
+        (Some("canary".into()), Some("v2".into()))
+    );
+    assert_eq!(
+        rec("forced-stable"),
+        (Some("stable".into()), Some("stable".into()))
+    );
     assert_eq!(
         send(&c, "GET", &gw.url("/x"), &[("x-canary", "canary")])
             .await

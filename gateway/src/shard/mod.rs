@@ -39,6 +39,8 @@ use crate::key::{self, KeyBuf, KeySpec};
 use crate::reject::Reject;
 use crate::state::BuildError;
 use crate::upstream::Cluster;
+/// Which way the canary sent a request (the record's `canary` column).
+pub use edgeway_record::outcome::CanaryArm as Arm;
 use edgeway_record::outcome::ErrorClass;
 
 /// Every shard map of the policy.
@@ -251,22 +253,6 @@ pub struct RouteCanary {
     salt: u64,
     /// Requests by arm: stable, canary.
     arms: [IntCounter; 2],
-}
-
-/// Which way the canary sent a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arm {
-    Stable,
-    Canary,
-}
-
-impl Arm {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Arm::Stable => "stable",
-            Arm::Canary => "canary",
-        }
-    }
 }
 
 impl RouteCanary {
