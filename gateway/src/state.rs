@@ -255,6 +255,7 @@ impl Shared {
             .cloned()
             .collect();
         crate::limit::forget_removed(&self.metrics.limits, &current, &rt);
+        self.metrics.shard.forget_removed(&current, &rt);
         self.current.store(rt);
         // Endpoints no longer in any cluster leave the health gauge, so dashboards do not
         // show a removed endpoint as healthy (or down) forever.

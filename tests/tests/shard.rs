@@ -525,6 +525,17 @@ async fn a_shard_map_change_under_traffic_answers_each_request_from_one_version(
         2,
         "both versions served: {shard_by_version:?}"
     );
+    // The removed shard leaves the metrics; the new one is counted.
+    assert_eq!(
+        gw.metric("gateway_shard_requests_total", &[("shard", "s")])
+            .await,
+        0.0
+    );
+    assert!(
+        gw.metric("gateway_shard_requests_total", &[("shard", "t")])
+            .await
+            >= 1.0
+    );
     assert!(
         shard_by_version.values().all(|s| s.len() == 1),
         "{shard_by_version:?}"

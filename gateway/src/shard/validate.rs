@@ -121,7 +121,8 @@ fn map(
         });
     }
     let shard_ref = |errs: &mut Errors, v: &Spanned<String>, at: &str| -> Option<usize> {
-        lookup(errs, fi, v, at, "shards of this map", &index).then(|| index[v.get_ref()])
+        let found = lookup(errs, fi, v, at, "shards of this map", &index);
+        index.get(v.get_ref()).copied().filter(|_| found)
     };
     let mut ranges: Vec<(RangeSpec, &Spanned<RangeFile>)> = Vec::new();
     for (k, r) in f.range.iter().enumerate() {
