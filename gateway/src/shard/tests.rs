@@ -193,6 +193,10 @@ fn references_and_shapes_are_checked() {
     let e = errors(RANGES, "[[route]]\nname = \"x\"\n");
     assert!(e[0].message.contains("neither"), "{}", e[0]);
 
+    let e = errors(RANGES, &ROUTE.replace("header:x-user", "claim:sub"));
+    assert_eq!(e[0].field, "route[0].shard_key");
+    assert!(e[0].message.contains("without `auth`"), "{}", e[0]);
+
     let canary =
         |c: &str| format!("[[route]]\nname = \"x\"\ncluster = \"users-a\"\ncanary = {{ {c} }}\n");
     let e = errors(
@@ -210,6 +214,12 @@ fn references_and_shapes_are_checked() {
         &canary("cluster = \"v2\", percent = 5, key = \"nope\""),
     );
     assert_eq!(e[0].field, "route[0].canary.key");
+    let claim_canary = load(
+        RANGES,
+        &canary("cluster = \"v2\", percent = 5, key = \"claim:sub\""),
+    );
+    let warnings = claim_canary.unwrap().warnings;
+    assert_eq!(warnings[0].field, "route[0].canary.key", "{warnings:?}");
     assert!(load(
         RANGES,
         &canary(

@@ -289,7 +289,18 @@ pub fn route_rules(
                 &names.shard_maps,
             );
             let key = match &r.shard_key {
-                Some(k) => key_spec(errs, fi, &format!("{f}.shard_key"), k),
+                Some(k) => key_spec(errs, fi, &format!("{f}.shard_key"), k).filter(|key| {
+                    let unverifiable = key.uses_claims() && r.auth.is_none();
+                    if unverifiable {
+                        errs.at(
+                            fi,
+                            k.span(),
+                            &format!("{f}.shard_key"),
+                            format!("found `{key}` on a route without `auth`, expected an `auth` rule to verify the token the claim comes from (without one every request would answer 400)"),
+                        );
+                    }
+                    !unverifiable
+                }),
                 None => {
                     errs.at(
                         fi,
@@ -332,6 +343,16 @@ pub fn route_rules(
         .canary
         .as_ref()
         .and_then(|c| canary(errs, fi, &format!("{f}.canary"), c, names));
+    if let (Some(c), Some(file)) = (&canary, &r.canary) {
+        if c.key.uses_claims() && r.auth.is_none() {
+            errs.warn(
+                fi,
+                file.get_ref().key.span(),
+                &format!("{f}.canary.key"),
+                format!("`{}` on a route without `auth`: no request has a verified claim, so every request goes to the stable side", c.key),
+            );
+        }
+    }
     (target, canary)
 }
 
