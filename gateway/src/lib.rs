@@ -45,6 +45,7 @@ pub mod request_id;
 pub mod resilience;
 pub mod route;
 pub mod run_dir;
+pub mod shard;
 pub mod state;
 pub mod tls;
 pub mod upstream;

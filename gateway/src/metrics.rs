@@ -20,6 +20,8 @@ pub struct Metrics {
     /// Rate limits, IP lists and load shedding (`limit::metrics`).
     pub limits: crate::limit::metrics::LimitMetrics,
     pub resilience: crate::resilience::metrics::ResilienceMetrics,
+    /// Requests by shard and by canary arm (`shard::metrics`).
+    pub shard: crate::shard::metrics::ShardMetrics,
 }
 
 /// Latency buckets in seconds, 0.5 ms to 10 s.
@@ -105,6 +107,7 @@ impl Metrics {
         let limits = crate::limit::metrics::LimitMetrics::register(&registry);
         let resilience = crate::resilience::metrics::ResilienceMetrics::register(&registry);
         Metrics {
+            shard: crate::shard::metrics::ShardMetrics::register(&registry),
             auth: crate::auth::metrics::AuthMetrics::new(&registry),
             limits,
             resilience,

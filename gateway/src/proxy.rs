@@ -23,9 +23,9 @@ use crate::reject::Reject;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::route::{request_host, RoutePlan};
 use crate::state::{Runtime, Shared};
-use crate::{auth, cache, forwarding, key, limit, resilience, route, upstream};
+use crate::{auth, cache, forwarding, key, limit, resilience, route, shard, upstream};
 use edgeway_record::outcome::{
-    AuthResult, BreakerState, CacheStatus, ErrorClass, RateLimitDecision,
+    AuthResult, BreakerState, CacheStatus, CanaryArm, ErrorClass, RateLimitDecision,
 };
 use edgeway_record::{AccessLogRecordRef, RECORD_VERSION};
 
@@ -86,6 +86,12 @@ pub struct Ctx {
     /// A rejection decided in a phase that can only fail with an `Error` (`upstream_peer`);
     /// `fail_to_proxy` sends it.
     pub reject: Option<Reject>,
+    /// The cluster the shard step chose (shard, replica, canary); `None`: the route's own.
+    pub cluster: Option<Arc<upstream::Cluster>>,
+    /// The resilience guard of the chosen cluster, when the shard step chose one.
+    pub guard: Option<Arc<resilience::Guard>>,
+    /// The canary arm, on routes with a canary.
+    pub canary: Option<CanaryArm>,
 }
 
 /// What decides whether an attempt already sent may be repeated.
@@ -96,6 +102,22 @@ fn sent<'a>(session: &'a Session, plan: &RoutePlan, client_reused: bool) -> resi
         response_written: session.response_written().is_some(),
         client_reused,
         idempotent_writes: plan.spec.retry_idempotent_writes,
+    }
+}
+
+impl Ctx {
+    /// The cluster this request goes to: the shard step's choice, else the route's.
+    pub fn cluster(&self) -> Option<&Arc<upstream::Cluster>> {
+        self.cluster
+            .as_ref()
+            .or_else(|| self.route.as_ref().and_then(|r| r.cluster.as_ref()))
+    }
+
+    /// The resilience guard of that cluster (breaker, ejection, bulkhead, retries).
+    pub fn guard(&self) -> Option<Arc<resilience::Guard>> {
+        self.guard
+            .clone()
+            .or_else(|| self.route.as_ref().and_then(|r| r.guard.clone()))
     }
 }
 
@@ -164,7 +186,7 @@ impl Gateway {
             upstream_connect_ms: ctx.upstream.connect_ms,
             upstream_response_ms: ctx.upstream.response_ms,
             route: route.map(RoutePlan::name),
-            upstream_cluster: route.map(|r| &*r.cluster.spec.name),
+            upstream_cluster: ctx.cluster().map(|c| &*c.spec.name),
             upstream_addr: ctx
                 .upstream
                 .addr
@@ -186,6 +208,7 @@ impl Gateway {
             gateway_instance: &self.records.instance,
             upstream_attempts: (ctx.resilience.attempts > 0)
                 .then(|| i32::try_from(ctx.resilience.attempts).unwrap_or(i32::MAX)),
+            canary: ctx.canary.map(CanaryArm::as_str),
         });
     }
 }
@@ -210,6 +233,9 @@ impl ProxyHttp for Gateway {
             cache: cache::ReqState::default(),
             resilience: resilience::RequestState::default(),
             reject: None,
+            cluster: None,
+            guard: None,
+            canary: None,
         }
     }
 
@@ -282,12 +308,41 @@ impl ProxyHttp for Gateway {
                 return self.reject(session, ctx, denied.reject).await;
             }
         }
-        // Next: shard.
+        // The cluster: by shard key (and method), then the canary arm. Unsharded routes
+        // without a canary skip this (their cluster is the route's).
+        if plan.shard.is_some() || plan.canary.is_some() {
+            let req = key::Request {
+                header: session.req_header(),
+                path: ctx
+                    .canonical_path
+                    .as_deref()
+                    .unwrap_or(session.req_header().uri.path()),
+                client_ip: ctx.client_ip,
+                route: plan.name(),
+                identity: ctx.identity.as_deref(),
+            };
+            match shard::pick(
+                plan.shard.as_ref(),
+                plan.canary.as_ref(),
+                &req,
+                &req.header.method,
+            ) {
+                Ok(picked) => {
+                    ctx.guard = picked
+                        .cluster
+                        .as_ref()
+                        .and_then(|c| ctx.rt.guards.get(&c.spec.name).cloned());
+                    ctx.cluster = picked.cluster;
+                    ctx.outcome.shard = picked.shard;
+                    ctx.canary = picked.arm;
+                }
+                Err(reject) => return self.reject(session, ctx, reject).await,
+            }
+        }
 
-        // Resilience: fail fast while the cluster's breaker is open; a bulkhead slot.
-        if let Some(plan) = &ctx.route {
-            if let Err(reject) = plan
-                .guard
+        // Resilience: fail fast while the chosen cluster's breaker is open; a bulkhead slot.
+        if let Some(guard) = ctx.guard() {
+            if let Err(reject) = guard
                 .admit_request(
                     &mut ctx.resilience,
                     plan.spec.timeout,
@@ -306,12 +361,13 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut Ctx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        let plan = ctx
-            .route
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
-        if let Err(reject) = plan
-            .guard
+        let (Some(cluster), Some(guard)) = (ctx.cluster().cloned(), ctx.guard()) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no cluster in upstream_peer",
+            ));
+        };
+        if let Err(reject) = guard
             .before_attempt(&mut ctx.resilience, &mut ctx.outcome.breaker)
             .await
         {
@@ -322,7 +378,7 @@ impl ProxyHttp for Gateway {
                 "rejected",
             ));
         }
-        let (backend, peer) = plan.guard.select(&plan.cluster, &mut ctx.resilience)?;
+        let (backend, peer) = guard.select(&cluster, &mut ctx.resilience)?;
         ctx.upstream.addr = Some(backend.addr);
         ctx.upstream.start = Some(Instant::now());
         Ok(Box::new(peer))
@@ -356,11 +412,8 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<()> {
         ctx.upstream.response_ms = ctx.upstream.connected.map(|t| ms(t.elapsed()));
         let status = upstream_response.status.as_u16();
-        if let Some(plan) = &ctx.route {
-            if plan
-                .guard
-                .response(&mut ctx.resilience, status, &sent(session, plan, false))
-            {
+        if let (Some(plan), Some(guard)) = (ctx.route.clone(), ctx.guard()) {
+            if guard.response(&mut ctx.resilience, status, &sent(session, &plan, false)) {
                 // Fail this attempt before anything reaches the client; Pingora asks
                 // `upstream_peer` again.
                 let mut e = Error::explain(ErrorType::HTTPStatus(status), "retrying the status");
@@ -380,9 +433,8 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         ctx.upstream.connect_attempts += 1;
         let retry = ctx
-            .route
-            .as_ref()
-            .is_some_and(|p| p.guard.connect_failed(&mut ctx.resilience));
+            .guard()
+            .is_some_and(|g| g.connect_failed(&mut ctx.resilience));
         e.set_retry(retry);
         e
     }
@@ -396,10 +448,12 @@ impl ProxyHttp for Gateway {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        let retry = ctx.route.as_ref().is_some_and(|p| {
-            p.guard
-                .proxy_failed(&mut ctx.resilience, &e, &sent(session, p, client_reused))
-        });
+        let retry = match (ctx.route.clone(), ctx.guard()) {
+            (Some(p), Some(g)) => {
+                g.proxy_failed(&mut ctx.resilience, &e, &sent(session, &p, client_reused))
+            }
+            _ => false,
+        };
         e.set_retry(retry);
         e
     }
@@ -550,11 +604,11 @@ impl ProxyHttp for Gateway {
         }
         let class = upstream::classify(e);
         ctx.outcome.error = Some(class);
-        if let (Some(plan), Some(kind)) = (&ctx.route, class.upstream_kind()) {
+        if let (Some(cluster), Some(kind)) = (ctx.cluster(), class.upstream_kind()) {
             self.shared
                 .metrics
                 .upstream_errors
-                .with_label_values(&[&plan.cluster.spec.name, kind])
+                .with_label_values(&[&cluster.spec.name, kind])
                 .inc();
         }
         let mut status = match e.etype() {
@@ -585,8 +639,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        if let Some(plan) = &ctx.route {
-            plan.guard.finish(&mut ctx.resilience, e);
+        if let Some(guard) = ctx.guard() {
+            guard.finish(&mut ctx.resilience, e);
         }
         let status = session
             .response_written()

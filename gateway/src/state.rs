@@ -20,6 +20,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy::{self, PolicyErrors, Snapshot};
 use crate::resilience::{Guard, GuardSpec, ResilienceSpec};
 use crate::route::{RoutePlan, Router};
+use crate::shard::RouteTarget;
 use crate::upstream::Cluster;
 use edgeway_record::clock::Clock;
 
@@ -115,6 +116,13 @@ impl Runtime {
             guards.insert(Arc::clone(&spec.name), guard);
             clusters.insert(Arc::clone(&spec.name), cluster);
         }
+        let mut shard_maps = HashMap::with_capacity(policy.shards.maps.len());
+        for spec in &policy.shards.maps {
+            // Compiled with every runtime (cheap: a sort and a table), from this runtime's
+            // clusters, so a request sees one version of the map and of its clusters.
+            let map = crate::shard::ShardMap::build(spec, &clusters)?;
+            shard_maps.insert(Arc::clone(&spec.name), Arc::new(map));
+        }
         let auth_env = crate::auth::Env {
             clock: env.clock,
             metrics: &env.metrics.auth,
@@ -129,14 +137,25 @@ impl Runtime {
             crate::cache::CacheRuntime::build(&policy.cache, previous.map(|p| &p.cache)).await?;
         let mut routes = Vec::with_capacity(policy.routes.len());
         for spec in &policy.routes {
-            // Validation checked the name; a miss here is a bug, reported, not a panic.
-            let cluster = clusters
-                .get(&spec.cluster)
-                .cloned()
-                .ok_or_else(|| BuildError {
-                    field: format!("route.{}", spec.name),
-                    message: format!("cluster `{}` was not built", spec.cluster),
-                })?;
+            // Validation checked the names; a miss here is a bug, reported, not a panic.
+            let (cluster, shard_rule) = match &spec.target {
+                RouteTarget::Cluster(name) => {
+                    let c = clusters.get(name).cloned().ok_or_else(|| BuildError {
+                        field: format!("route.{}", spec.name),
+                        message: format!("cluster `{name}` was not built"),
+                    })?;
+                    (Some(c), None)
+                }
+                RouteTarget::Shard(rule) => (None, Some(rule)),
+            };
+            let (shard, canary) = crate::shard::plan(
+                &spec.name,
+                shard_rule,
+                spec.canary.as_ref(),
+                &shard_maps,
+                &clusters,
+                &env.metrics.shard,
+            )?;
             let route_auth = match &spec.auth {
                 Some(rule) => Some(auth.plan(rule, &spec.name)?),
                 None => None,
@@ -145,17 +164,17 @@ impl Runtime {
                 Some(name) => Some(cache.plan(&policy.cache, name, &spec.name)?),
                 None => None,
             };
-            let guard = guards
-                .get(&spec.cluster)
-                .cloned()
-                .ok_or_else(|| BuildError {
-                    field: format!("route.{}", spec.name),
-                    message: format!("cluster `{}` has no resilience state", spec.cluster),
-                })?;
+            // The guard of the route's own cluster; a sharded route uses the guard of the
+            // cluster its shard step picks (`Runtime::guards`).
+            let guard = cluster
+                .as_ref()
+                .and_then(|c| guards.get(&c.spec.name).cloned());
             routes.push(Arc::new(RoutePlan {
                 spec: Arc::clone(spec),
                 cluster,
                 guard,
+                shard,
+                canary,
                 metrics: env.metrics.route(&spec.name),
                 auth: route_auth,
                 limits: limits.plan(&spec.name, &spec.protection),
@@ -279,6 +298,7 @@ impl Shared {
             .difference(&rt.breaker_labels())
             .cloned()
             .collect();
+        self.metrics.shard.forget_removed(&current, &rt);
         self.current.store(rt);
         // Endpoints no longer in any cluster leave the health gauge, so dashboards do not
         // show a removed endpoint as healthy (or down) forever.
@@ -439,7 +459,7 @@ mod tests {
             );
         }
         assert!(Arc::ptr_eq(
-            &after.routes[0].cluster,
+            after.routes[0].cluster.as_ref().unwrap(),
             &after.clusters["api"]
         ));
 

@@ -57,6 +57,7 @@ pub fn json_line(r: &AccessLogRecord) -> String {
         "tls_version": r.tls_version, "tls_cipher": r.tls_cipher, "user_agent": r.user_agent,
         "referer": r.referer, "policy_version": r.policy_version,
         "gateway_instance": r.gateway_instance, "upstream_attempts": r.upstream_attempts,
+        "gateway_instance": r.gateway_instance, "canary": r.canary,
     })
     .to_string()
 }

@@ -275,6 +275,7 @@ fn record(rng: &mut Rng, event_time: i64, request_id: String) -> AccessLogRecord
         gateway_instance: format!("gw-{}", 1 + rng.below(2)),
         // No draw from `rng` here: the named-query tests pin figures of the generated stream.
         upstream_attempts: proxied.then_some(if error_class.is_some() { 2 } else { 1 }),
+        canary: None,
     }
 }
 

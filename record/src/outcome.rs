@@ -173,6 +173,8 @@ outcome_enum! {
         InvalidHost => "invalid_host",
         /// No route matches host, path and method (404).
         NoRoute => "no_route",
+        /// The route's shard map has no shard for the request's key (404).
+        NoShard => "no_shard",
         /// A route matches host and path but not the method (405, with `Allow`).
         MethodNotAllowed => "method_not_allowed",
         /// The client did not send the request in time (408).
@@ -217,7 +219,7 @@ impl ErrorClass {
         use ErrorClass::*;
         match self {
             BadRequest | InvalidHost => 400,
-            NoRoute => 404,
+            NoRoute | NoShard => 404,
             MethodNotAllowed => 405,
             ClientTimeout => 408,
             ClientClosed => 0,
@@ -240,6 +242,7 @@ impl ErrorClass {
             BadRequest => "malformed request",
             InvalidHost => "the Host is not a valid host name",
             NoRoute => "no route matches this request",
+            NoShard => "no shard holds this key",
             MethodNotAllowed => "this route does not allow the method",
             ClientTimeout => "client did not send the request in time",
             ClientClosed => "client closed the connection",
@@ -274,6 +277,16 @@ impl ErrorClass {
     }
 }
 
+outcome_enum! {
+    /// Which side of a route's canary served the request.
+    CanaryArm, column = "canary" {
+        /// The route's own cluster (or shard).
+        Stable => "stable",
+        /// The canary cluster.
+        Canary => "canary",
+    }
+}
+
 /// Every outcome column and its allowed values, for checks over SQL and generated data.
 pub fn allowed_values(column: &str) -> Option<Vec<&'static str>> {
     fn strs<T: Copy>(all: &[T], f: fn(T) -> &'static str) -> Option<Vec<&'static str>> {
@@ -285,6 +298,7 @@ pub fn allowed_values(column: &str) -> Option<Vec<&'static str>> {
         BreakerState::COLUMN => strs(BreakerState::ALL, BreakerState::as_str),
         CacheStatus::COLUMN => strs(CacheStatus::ALL, CacheStatus::as_str),
         ErrorClass::COLUMN => strs(ErrorClass::ALL, ErrorClass::as_str),
+        CanaryArm::COLUMN => strs(CanaryArm::ALL, CanaryArm::as_str),
         _ => None,
     }
 }
@@ -296,6 +310,7 @@ pub const OUTCOME_COLUMNS: &[&str] = &[
     BreakerState::COLUMN,
     CacheStatus::COLUMN,
     ErrorClass::COLUMN,
+    CanaryArm::COLUMN,
 ];
 
 #[cfg(test)]

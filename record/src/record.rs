@@ -10,7 +10,7 @@
 //! verified `sub` claim, and `query` holds only the parameters the policy allow-lists.
 
 /// Version of the record contract, stamped on every record. Bump on additions.
-pub const RECORD_VERSION: i32 = 2;
+pub const RECORD_VERSION: i32 = 3;
 
 /// How a field maps to a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,6 +346,8 @@ access_log_record! {
     #[prost(tag = "35", string)] gateway_instance: String => Str,
     /// Upstream attempts (1 + retries); absent when none started. Since record version 2.
     #[prost(tag = "36", int32, optional)] upstream_attempts: Option<i32> => OptInt32,
+    /// Canary arm of a route with a canary: `stable` or `canary`; absent on other routes.
+    #[prost(tag = "37", string, optional)] canary: Option<String> => OptStr,
 }
 
 impl AccessLogRecord {
@@ -402,6 +404,7 @@ mod tests {
             policy_version: "bf97fbc0fc64".into(),
             gateway_instance: "gw-1".into(),
             upstream_attempts: Some(2),
+            canary: Some("canary".into()),
         }
     }
 
@@ -487,7 +490,7 @@ mod tests {
 
     #[test]
     fn columns_follow_the_struct() {
-        assert_eq!(COLUMNS.len(), 36);
+        assert_eq!(COLUMNS.len(), 37);
         assert_eq!(COLUMNS[1].name, "event_time");
         assert_eq!(COLUMNS[1].kind.glue_type(), "timestamp");
         let mut names: Vec<_> = COLUMNS.iter().map(|c| c.name).collect();

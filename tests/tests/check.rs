@@ -203,3 +203,37 @@ fn a_jwks_file_that_is_not_json_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn shard_range_gaps_and_overlaps_name_both_lines() {
+    let shards = |second_from: u32| {
+        format!(
+            "[shard_map.users]\nkind = \"range\"\nshards.a = {{ primary = \"api\" }}\nshards.b = {{ primary = \"apl\" }}\n\n[[shard_map.users.range]]\nfrom = 0\nto = 999\nshard = \"a\"\n\n[[shard_map.users.range]]\nfrom = {second_from}\nto = 1999\nshard = \"b\"\n"
+        )
+    };
+    let routes = "[[route]]\nname = \"u\"\nshard_map = \"users\"\nshard_key = \"path:2\"\n";
+    let (ok, _, err) = check(&[
+        ("c.toml", CLUSTER),
+        ("s.toml", &shards(1001)),
+        ("r.toml", routes),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("s.toml:4:24: shard_map.users.shards.b.primary: found `apl`, expected one of the defined clusters: [api] (did you mean `api`?)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("s.toml:11:1: shard_map.users.range[1]: gap: keys 1000..=1000 are in no range (between this range and range 0..=999 at s.toml:6)"),
+        "{err}"
+    );
+    let (ok, _, err) = check(&[
+        ("c.toml", CLUSTER),
+        ("s.toml", &shards(999).replace("\"apl\"", "\"api\"")),
+        ("r.toml", routes),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("s.toml:11:1: shard_map.users.range[1]: range 999..=1999 overlaps range 0..=999 at s.toml:6"),
+        "{err}"
+    );
+}

@@ -24,6 +24,7 @@ use crate::forwarding::ForwardingFile;
 use crate::limit::file::{IpAccessFile, IpListFile, LimitFile, LoadSheddingFile, RateLimitsFile};
 use crate::resilience::file::ResilienceFile;
 use crate::route::file::RouteFile;
+use crate::shard::file::ShardMapFile;
 use crate::upstream::file::ClusterFile;
 
 /// One policy file. A policy directory is the union of all its `*.toml` files; any file may
@@ -102,4 +103,9 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, ResilienceFile>")]
     pub resilience: BTreeMap<Spanned<String>, ResilienceFile>,
+
+    /// Shard maps, keyed by name: `[shard_map.<name>]`; a route names one with `shard_map`.
+    #[serde(default, rename = "shard_map")]
+    #[schemars(with = "BTreeMap<String, ShardMapFile>")]
+    pub shard_maps: BTreeMap<String, Spanned<ShardMapFile>>,
 }

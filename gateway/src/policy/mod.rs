@@ -80,6 +80,8 @@ pub struct Snapshot {
     /// Rate limits, IP lists, load shedding.
     pub limits: limit::LimitPolicy,
     pub cache: cache::spec::CachePolicies,
+    /// Shard maps (`[shard_map.<name>]`).
+    pub shards: crate::shard::ShardPolicy,
     /// Valid but risky settings (`gateway check` prints them; the gateway logs them at load).
     pub warnings: Vec<PolicyError>,
     /// `[resilience.<cluster>]` by cluster name; a cluster without one gets the baseline.

@@ -22,7 +22,7 @@ use toml::Spanned;
 use super::attach::Attachments;
 use super::file::PolicyFile;
 use super::{line_col, Origin, Origins, PolicyError, PolicyErrors, Snapshot, Source};
-use crate::{access_log, auth, cache, forwarding, limit, resilience, route, upstream};
+use crate::{access_log, auth, cache, forwarding, limit, resilience, route, shard, upstream};
 
 /// Collects located errors against the policy sources.
 pub struct Errors<'a> {
@@ -84,6 +84,12 @@ impl<'a> Errors<'a> {
         }
     }
 
+    /// `path:line` of the value at `span`, for messages that name a second place.
+    pub fn place(&self, file: usize, span: Range<usize>) -> String {
+        let o = self.origin(file, span);
+        format!("{}:{}", o.file.display(), o.line)
+    }
+
     /// The path of file `file`, for "already defined in …" messages.
     pub fn path(&self, file: usize) -> String {
         self.sources[file].path.display().to_string()
@@ -115,6 +121,8 @@ pub struct Names {
     pub ip_lists: HashMap<String, usize>,
     /// `[cache.<name>]` → file.
     pub cache_policies: HashMap<String, usize>,
+    /// `[shard_map.<name>]` → file.
+    pub shard_maps: HashMap<String, usize>,
 }
 
 /// Check that `name` is one of `defined` (a `what` such as "clusters"), reporting
@@ -279,6 +287,7 @@ pub fn validate(
     let auth = auth::validate::validate(&mut errs, files, attachments, base_dir, &mut names);
     let limits = limit::validate(&mut errs, files, attachments, base_dir, &mut names);
     let cache = cache::validate::validate(&mut errs, files, &mut names);
+    let shards = shard::validate(&mut errs, files, &mut names);
     let routes = route::validate(&mut errs, files, &names);
     let resilience = resilience::validate(&mut errs, files, &names);
 
@@ -294,6 +303,7 @@ pub fn validate(
         auth,
         limits,
         cache,
+        shards,
         warnings: errs.warnings,
         resilience,
         origins: errs.origins,

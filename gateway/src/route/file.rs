@@ -29,9 +29,30 @@ pub struct RouteFile {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub methods: Vec<Spanned<String>>,
-    /// Name of the `[cluster.<name>]` that serves this route.
-    #[schemars(with = "String")]
-    pub cluster: Spanned<String>,
+    /// Name of the `[cluster.<name>]` that serves this route. Exactly one of `cluster` and
+    /// `shard_map`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub cluster: Option<Spanned<String>>,
+    /// Name of the `[shard_map.<name>]` that picks this route's cluster per request, by
+    /// `shard_key`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub shard_map: Option<Spanned<String>>,
+    /// The key a shard is chosen by, as a limit's `key`: `header:x-user-id`, `path:2`,
+    /// `query:user`, `claim:sub`... A request without it answers 400.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub shard_key: Option<Spanned<String>>,
+    /// With `shard_map`: GET and HEAD go to the shard's healthy replicas (round-robin), other
+    /// methods to its primary (default true). `false` sends everything to the primary.
+    #[serde(default = "yes")]
+    pub read_split: bool,
+    /// Send a sticky share of this route's requests to a canary cluster:
+    /// `canary = { cluster = "api-v2", percent = 5, key = "claim:sub", force_header = "x-canary" }`.
+    #[serde(default)]
+    #[schemars(with = "Option<crate::shard::file::CanaryFile>")]
+    pub canary: Option<Spanned<crate::shard::file::CanaryFile>>,
     /// `segment` (default): the prefix ends at a `/` boundary. `raw`: plain string prefix.
     #[serde(default)]
     pub prefix_match: PrefixMatch,

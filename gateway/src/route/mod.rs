@@ -42,8 +42,10 @@ pub struct Route {
     pub path_prefix: String,
     /// `None` accepts any method.
     pub methods: Option<Vec<Method>>,
-    /// Name of the cluster that serves it (validated to exist).
-    pub cluster: Arc<str>,
+    /// The cluster that serves it, or the shard map that picks one (names validated).
+    pub target: crate::shard::RouteTarget,
+    /// A sticky share of requests for a canary cluster.
+    pub canary: Option<crate::shard::CanarySpec>,
     pub prefix_match: PrefixMatch,
     pub forward_path: ForwardPath,
     /// Name of the auth rule (validated to exist).
@@ -75,9 +77,14 @@ impl Matchable for Route {
 /// One route compiled for the request path.
 pub struct RoutePlan {
     pub spec: Arc<Route>,
-    pub cluster: Arc<Cluster>,
-    /// The cluster's breaker, outlier ejection, bulkhead and retry budget.
-    pub guard: Arc<crate::resilience::Guard>,
+    /// The route's cluster; `None` on a sharded route (the shard step picks one per request).
+    pub cluster: Option<Arc<Cluster>>,
+    /// That cluster's breaker, outlier ejection, bulkhead and retry budget; `None` on a
+    /// sharded route (the guard of the cluster the shard step picks is used).
+    pub guard: Option<Arc<crate::resilience::Guard>>,
+    /// The shard map and key, on a sharded route.
+    pub shard: Option<crate::shard::RouteShard>,
+    pub canary: Option<crate::shard::RouteCanary>,
     pub metrics: RouteMetrics,
     /// The route's authentication, when it has an auth rule.
     pub auth: Option<Arc<crate::auth::RouteAuth>>,

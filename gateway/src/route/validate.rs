@@ -194,14 +194,7 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
             std::time::Duration::ZERO,
         )
     });
-    let known_cluster = lookup(
-        errs,
-        fi,
-        &r.cluster,
-        &format!("{f}.cluster"),
-        "clusters",
-        &names.clusters,
-    );
+    let (target, canary) = crate::shard::route_rules(errs, fi, ri, r, names);
     let known_auth = r.auth.as_ref().is_none_or(|a| {
         lookup(
             errs,
@@ -223,7 +216,7 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
             &names.cache_policies,
         )
     });
-    if errs.count() > before || !known_cluster || !known_auth || !known_cache {
+    if errs.count() > before || target.is_none() || !known_auth || !known_cache {
         return None;
     }
     Some(Route {
@@ -231,7 +224,8 @@ fn route(errs: &mut Errors, fi: usize, ri: usize, r: &RouteFile, names: &Names) 
         hosts,
         path_prefix,
         methods: (!methods.is_empty()).then_some(methods),
-        cluster: Arc::from(r.cluster.get_ref().as_str()),
+        target: target?,
+        canary,
         prefix_match: r.prefix_match,
         forward_path: r.forward_path,
         auth: r.auth.as_ref().map(|a| Arc::from(a.get_ref().as_str())),

@@ -127,6 +127,12 @@ impl Cluster {
             .select_with(b"", self.spec.endpoints.len().max(1) * 2, accept)
     }
 
+    /// Whether at least one endpoint passes its health check (always, without checks).
+    pub fn has_healthy(&self) -> bool {
+        let backends = self.lb.backends();
+        backends.get_backend().iter().any(|b| backends.ready(b))
+    }
+
     pub fn backends(&self) -> Vec<Backend> {
         self.lb.backends().get_backend().iter().cloned().collect()
     }
