@@ -22,6 +22,16 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// `N` distinct loopback ports that were free a moment ago: the listeners are held until all
+/// are chosen, so the kernel cannot hand the same port out twice (a gateway given one port
+/// for two listeners aborts).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("local addr").port())
+}
+
 /// Path of a workspace binary built next to this test executable.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -107,9 +117,7 @@ impl Gateway {
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).expect("mkdir");
         layout(&policies);
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let [http, https, admin] = free_ports::<3>().map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
         let certs = dir.path().join("certs");
         let log = dir.path().join("gateway.log");
         let mut cmd = Command::new(bin("gateway"));
