@@ -287,8 +287,10 @@ impl ProxyHttp for Gateway {
                 return self.reject(session, ctx, reject).await;
             }
         }
-        // Limits after auth: claims feed their keys.
-        let checked = {
+        // Limits after auth (claims feed their keys), then the cluster by shard key and canary
+        // arm: both read the same request key sources. Unsharded routes without a canary skip
+        // the shard step (their cluster is the route's).
+        let (checked, picked) = {
             let req = key::Request {
                 header: session.req_header(),
                 path: ctx
@@ -299,7 +301,18 @@ impl ProxyHttp for Gateway {
                 route: plan.name(),
                 identity: ctx.identity.as_deref(),
             };
-            limit::check(&plan.limits, &req, &req.header.method, &mut ctx.limits).await
+            let checked =
+                limit::check(&plan.limits, &req, &req.header.method, &mut ctx.limits).await;
+            let picked =
+                (checked.is_ok() && (plan.shard.is_some() || plan.canary.is_some())).then(|| {
+                    shard::pick(
+                        plan.shard.as_ref(),
+                        plan.canary.as_ref(),
+                        &req,
+                        &req.header.method,
+                    )
+                });
+            (checked, picked)
         };
         match checked {
             Ok(decision) => ctx.outcome.rate_limit = decision,
@@ -308,36 +321,18 @@ impl ProxyHttp for Gateway {
                 return self.reject(session, ctx, denied.reject).await;
             }
         }
-        // The cluster: by shard key (and method), then the canary arm. Unsharded routes
-        // without a canary skip this (their cluster is the route's).
-        if plan.shard.is_some() || plan.canary.is_some() {
-            let req = key::Request {
-                header: session.req_header(),
-                path: ctx
-                    .canonical_path
-                    .as_deref()
-                    .unwrap_or(session.req_header().uri.path()),
-                client_ip: ctx.client_ip,
-                route: plan.name(),
-                identity: ctx.identity.as_deref(),
-            };
-            match shard::pick(
-                plan.shard.as_ref(),
-                plan.canary.as_ref(),
-                &req,
-                &req.header.method,
-            ) {
-                Ok(picked) => {
-                    ctx.guard = picked
-                        .cluster
-                        .as_ref()
-                        .and_then(|c| ctx.rt.guards.get(&c.spec.name).cloned());
-                    ctx.cluster = picked.cluster;
-                    ctx.outcome.shard = picked.shard;
-                    ctx.canary = picked.arm;
-                }
-                Err(reject) => return self.reject(session, ctx, reject).await,
+        match picked {
+            None => {}
+            Some(Ok(picked)) => {
+                ctx.guard = picked
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| ctx.rt.guards.get(&c.spec.name).cloned());
+                ctx.cluster = picked.cluster;
+                ctx.outcome.shard = picked.shard;
+                ctx.canary = picked.arm;
             }
+            Some(Err(reject)) => return self.reject(session, ctx, reject).await,
         }
 
         // Resilience: fail fast while the chosen cluster's breaker is open; a bulkhead slot.

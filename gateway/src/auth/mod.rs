@@ -454,7 +454,7 @@ async fn decide(
         }
     }
     if let Err(why) = allowed(rule, &identity) {
-        let mut r = Reject::new(ErrorClass::Forbidden).message(why).header(
+        let r = Reject::new(ErrorClass::Forbidden).message(why).header(
             http::header::WWW_AUTHENTICATE,
             format!(
                 "Bearer realm=\"{}\", error=\"insufficient_scope\", error_description=\"{why}\"{}",
@@ -462,7 +462,6 @@ async fn decide(
                 scope_param(rule)
             ),
         );
-        r = r.message(why);
         return Err((AuthResult::Forbidden, r));
     }
     out.result = Some(AuthResult::Ok);

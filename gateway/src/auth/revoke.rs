@@ -90,19 +90,18 @@ impl Revocation {
     pub fn check(&self, id: &Identity) -> Check {
         let jti = id.claims.get("jti").and_then(|v| v.as_str());
         let sub = id.subject.as_deref();
-        let listed = |jtis: &dyn Fn(&str) -> bool, subs: &dyn Fn(&str) -> bool| {
-            jti.is_some_and(jtis) || sub.is_some_and(subs)
-        };
-        if listed(&|j| self.spec.jti.contains(j), &|s| {
-            self.spec.sub.contains(s)
-        }) {
+        if jti.is_some_and(|j| self.spec.jti.contains(j))
+            || sub.is_some_and(|s| self.spec.sub.contains(s))
+        {
             return Check::Revoked;
         }
         let Some(redis) = &self.spec.redis else {
             return Check::Pass;
         };
         let remote = self.remote.load();
-        if listed(&|j| remote.jti.contains(j), &|s| remote.sub.contains(s)) {
+        if jti.is_some_and(|j| remote.jti.contains(j))
+            || sub.is_some_and(|s| remote.sub.contains(s))
+        {
             return Check::Revoked;
         }
         if redis.on_error == OnRedisError::FailClosed {

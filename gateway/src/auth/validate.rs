@@ -1,7 +1,7 @@
 //! `[issuer.<name>]`, `[auth.<name>]`, `[revocation]` → [`AuthPolicy`]: pure; JWKS, CA and
 //! secret files come from [`Attachments`]; `secret_env` is read from the environment.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use super::spec::{
     TokenSource,
 };
 use crate::policy::attach::Attachments;
-use crate::policy::validate::{at_most_one, duration, lookup, valid_name, Errors, Files, Names};
+use crate::policy::validate::{at_most_one, define_name, duration, lookup, Errors, Files, Names};
 
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 const DEFAULT_REFRESH: Duration = Duration::from_secs(600);
@@ -43,7 +43,7 @@ pub fn validate(
     for (fi, f) in files {
         for (name, i) in &f.issuers {
             let field = format!("issuer.{name}");
-            if define(
+            if define_name(
                 errs,
                 &mut names.issuers,
                 *fi,
@@ -62,7 +62,7 @@ pub fn validate(
     for (fi, f) in files {
         for (name, r) in &f.auth_rules {
             let field = format!("auth.{name}");
-            if define(
+            if define_name(
                 errs,
                 &mut names.auth_rules,
                 *fi,
@@ -86,40 +86,6 @@ pub fn validate(
         policy.revocation = revocation(errs, fi, r.get_ref());
     }
     policy
-}
-
-/// Register a definition; `false` (with an error) when the name is taken or invalid.
-fn define(
-    errs: &mut Errors,
-    defined: &mut HashMap<String, usize>,
-    fi: usize,
-    name: &str,
-    span: std::ops::Range<usize>,
-    field: &str,
-    what: &str,
-) -> bool {
-    if let Some(other) = defined.get(name) {
-        let other = errs.path(*other);
-        errs.at(
-            fi,
-            span,
-            field,
-            format!("duplicate {what} `{name}`, already defined in {other}"),
-        );
-        return false;
-    }
-    defined.insert(name.to_string(), fi);
-    errs.define(field.to_string(), fi, span.clone());
-    if !valid_name(name) {
-        errs.at(
-            fi,
-            span,
-            field,
-            format!("found `{name}`, expected a name of letters, digits, `-`, `_` and `.`"),
-        );
-        return false;
-    }
-    true
 }
 
 fn is_hmac(a: Algorithm) -> bool {

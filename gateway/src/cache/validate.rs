@@ -15,7 +15,7 @@ use super::spec::{
     AuthenticatedMode, CachePolicies, CachePolicy, Directed, MediaRange, MicroSpec, PathPattern,
     Rendered, Rule, TagHeaders, Tags, DEFAULT_STATUSES,
 };
-use crate::policy::validate::{duration, valid_name, Errors, Files, Names};
+use crate::policy::validate::{define_name, duration, Errors, Files, Names};
 
 const DEFAULT_TTL: Duration = Duration::from_secs(1);
 const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -27,25 +27,15 @@ pub fn validate(errs: &mut Errors, files: &Files, names: &mut Names) -> CachePol
     for (fi, f) in files {
         for (name, p) in &f.cache {
             let field = format!("cache.{name}");
-            if let Some(other) = names.cache_policies.get(name) {
-                let other = errs.path(*other);
-                errs.at(
-                    *fi,
-                    p.span(),
-                    &field,
-                    format!("duplicate cache policy `{name}`, already defined in {other}"),
-                );
-                continue;
-            }
-            names.cache_policies.insert(name.clone(), *fi);
-            errs.define(field.clone(), *fi, p.span());
-            if !valid_name(name) {
-                errs.at(
-                    *fi,
-                    p.span(),
-                    &field,
-                    format!("found `{name}`, expected a name of letters, digits, `-`, `_` and `.`"),
-                );
+            if !define_name(
+                errs,
+                &mut names.cache_policies,
+                *fi,
+                name,
+                p.span(),
+                &field,
+                "cache policy",
+            ) {
                 continue;
             }
             if let Some(policy) = policy(errs, *fi, name, p.get_ref()) {

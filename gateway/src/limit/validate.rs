@@ -2,7 +2,6 @@
 //! routes' protection fields → [`LimitPolicy`] and [`RouteRules`]: pure (list files come in
 //! as attachments), every error located.
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use super::{
 };
 use crate::key::KeySpec;
 use crate::policy::attach::Attachments;
-use crate::policy::validate::{at_most_one, duration, lookup, valid_name, Errors, Files, Names};
+use crate::policy::validate::{at_most_one, define_name, duration, lookup, Errors, Files, Names};
 use crate::route::file::RouteFile;
 
 /// Default `redis_budget`: a loopback or same-AZ round trip is well under a millisecond.
@@ -55,7 +54,15 @@ pub fn validate(
     for (fi, f) in files {
         for (name, list) in &f.ip_lists {
             let field = format!("ip_list.{name}");
-            if !define(errs, *fi, list.span(), &field, name, &mut names.ip_lists) {
+            if !define_name(
+                errs,
+                &mut names.ip_lists,
+                *fi,
+                name,
+                list.span(),
+                &field,
+                "IP list",
+            ) {
                 continue;
             }
             let l = list.get_ref();
@@ -179,7 +186,15 @@ pub fn validate(
     for (fi, f) in files {
         for (name, l) in &f.limits {
             let field = format!("limit.{name}");
-            if !define(errs, *fi, l.span(), &field, name, &mut names.limits) {
+            if !define_name(
+                errs,
+                &mut names.limits,
+                *fi,
+                name,
+                l.span(),
+                &field,
+                "limit",
+            ) {
                 continue;
             }
             if let Some(spec) = limit(errs, *fi, &field, name, l.get_ref()) {
@@ -192,7 +207,6 @@ pub fn validate(
                     );
                     continue;
                 }
-                errs.define(field, *fi, l.span());
                 policy.limits.push(Arc::new(spec));
             }
         }
@@ -241,38 +255,6 @@ pub fn validate(
         }
     }
     policy
-}
-
-/// Record `name` as defined in `defined`; a duplicate or an invalid name is an error.
-fn define(
-    errs: &mut Errors,
-    fi: usize,
-    span: std::ops::Range<usize>,
-    field: &str,
-    name: &str,
-    defined: &mut HashMap<String, usize>,
-) -> bool {
-    if !valid_name(name) {
-        errs.at(
-            fi,
-            span,
-            field,
-            format!("found `{name}`, expected letters, digits, `-`, `_` or `.`"),
-        );
-        return false;
-    }
-    if let Some(other) = defined.get(name) {
-        let other = errs.path(*other);
-        errs.at(
-            fi,
-            span,
-            field,
-            format!("`{field}` is already defined in {other}"),
-        );
-        return false;
-    }
-    defined.insert(name.to_string(), fi);
-    true
 }
 
 fn list_names(

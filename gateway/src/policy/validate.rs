@@ -125,6 +125,44 @@ pub struct Names {
     pub shard_maps: HashMap<String, usize>,
 }
 
+/// Record a named definition (`[cluster.<name>]`, `[auth.<name>]`, `[limit.<name>]`...): the
+/// name is taken (in `defined`, with its file) and its place is kept for errors found later.
+/// A name defined twice, or not made of letters, digits, `-`, `_` and `.`, is an error and
+/// returns `false`; an invalid name is still recorded, so references to it are not reported
+/// a second time. `what` names the kind in messages ("cluster", "auth rule").
+pub fn define_name(
+    errs: &mut Errors,
+    defined: &mut HashMap<String, usize>,
+    file: usize,
+    name: &str,
+    span: Range<usize>,
+    field: &str,
+    what: &str,
+) -> bool {
+    if let Some(other) = defined.get(name) {
+        let other = errs.path(*other);
+        errs.at(
+            file,
+            span,
+            field,
+            format!("duplicate {what} `{name}`, already defined in {other}"),
+        );
+        return false;
+    }
+    defined.insert(name.to_string(), file);
+    errs.define(field.to_string(), file, span.clone());
+    if !valid_name(name) {
+        errs.at(
+            file,
+            span,
+            field,
+            format!("found `{name}`, expected a name of letters, digits, `-`, `_` and `.`"),
+        );
+        return false;
+    }
+    true
+}
+
 /// Check that `name` is one of `defined` (a `what` such as "clusters"), reporting
 /// `found `x`, expected one of the defined <what>: [a, b]` with a suggestion when one name is
 /// close. Returns whether it was found.

@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::file::{CanaryFile, RangeFile, ShardMapFile};
 use super::{CanarySpec, Kind, RangeSpec, RouteShardSpec, ShardMapSpec, ShardPolicy, ShardSpec};
 use crate::key::KeySpec;
-use crate::policy::validate::{lookup, valid_name, Errors, Files, Names};
+use crate::policy::validate::{define_name, lookup, valid_name, Errors, Files, Names};
 use crate::route::file::RouteFile;
 
 /// Every `[shard_map.<name>]` across files; records their names for routes.
@@ -18,25 +18,15 @@ pub fn validate(errs: &mut Errors, files: &Files, names: &mut Names) -> ShardPol
     for (fi, f) in files {
         for (name, m) in &f.shard_maps {
             let field = format!("shard_map.{name}");
-            if let Some(other) = names.shard_maps.get(name) {
-                let other = errs.path(*other);
-                errs.at(
-                    *fi,
-                    m.span(),
-                    &field,
-                    format!("duplicate shard map `{name}`, already defined in {other}"),
-                );
-                continue;
-            }
-            names.shard_maps.insert(name.clone(), *fi);
-            errs.define(field.clone(), *fi, m.span());
-            if !valid_name(name) {
-                errs.at(
-                    *fi,
-                    m.span(),
-                    &field,
-                    format!("found `{name}`, expected a name of letters, digits, `-`, `_` and `.`"),
-                );
+            if !define_name(
+                errs,
+                &mut names.shard_maps,
+                *fi,
+                name,
+                m.span(),
+                &field,
+                "shard map",
+            ) {
                 continue;
             }
             if let Some(spec) = map(errs, *fi, &field, name, m, &names.clusters) {

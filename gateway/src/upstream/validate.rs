@@ -12,7 +12,7 @@ use super::file::ClusterFile;
 use super::{ClusterSpec, HealthCheckSpec, UpstreamTls};
 use crate::host::valid_hostname;
 use crate::policy::attach::Attachments;
-use crate::policy::validate::{duration, valid_name, Errors, Files, Names};
+use crate::policy::validate::{define_name, duration, Errors, Files, Names};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,18 +32,17 @@ pub fn validate(
     for (fi, f) in files {
         for (name, c) in &f.clusters {
             let field = format!("cluster.{name}");
-            if let Some(other) = names.clusters.get(name) {
-                let other = errs.path(*other);
-                errs.at(
-                    *fi,
-                    c.span(),
-                    &field,
-                    format!("duplicate cluster `{name}`, already defined in {other}"),
-                );
+            if !define_name(
+                errs,
+                &mut names.clusters,
+                *fi,
+                name,
+                c.span(),
+                &field,
+                "cluster",
+            ) {
                 continue;
             }
-            names.clusters.insert(name.clone(), *fi);
-            errs.define(field, *fi, c.span());
             if let Some(spec) = cluster(errs, *fi, name, c, attachments, base_dir) {
                 clusters.push(spec);
             }
@@ -63,14 +62,6 @@ fn cluster(
     let before = errs.count();
     let f = format!("cluster.{name}");
     let c_ref = c.get_ref();
-    if !valid_name(name) {
-        errs.at(
-            fi,
-            c.span(),
-            &f,
-            format!("found cluster name `{name}`, expected letters, digits, `-` or `_`"),
-        );
-    }
     if c_ref.endpoints.is_empty() {
         errs.at(
             fi,
