@@ -182,6 +182,33 @@ impl KeySpec {
         true
     }
 
+    /// The key for `req` as a person reads it (addresses and networks printed, parts
+    /// joined by ` + `), for `gateway explain`. `None` when a part is missing.
+    pub fn describe(&self, req: &Request<'_>) -> Option<String> {
+        let mut parts = Vec::with_capacity(self.parts.len());
+        let mut buf = KeyBuf::new();
+        for part in self.parts.iter() {
+            let text = match (part, req.client_ip) {
+                (Source::ClientIp, Some(ip)) => ip.to_string(),
+                (Source::ClientNet { v4, v6 }, Some(ip)) => {
+                    let bits = if ip.is_ipv4() { *v4 } else { *v6 };
+                    ipnet::IpNet::new(ip, bits)
+                        .map(|n| n.trunc().to_string())
+                        .unwrap_or_else(|_| ip.to_string())
+                }
+                _ => {
+                    buf.clear();
+                    if !part.write(req, &mut buf) {
+                        return None;
+                    }
+                    String::from_utf8_lossy(buf.as_bytes()).into_owned()
+                }
+            };
+            parts.push(text);
+        }
+        Some(parts.join(" + "))
+    }
+
     /// The key as text, for a one-off use (tier lookup). `None` when a part is missing.
     pub fn text<'r>(&self, req: &Request<'r>, buf: &'r mut KeyBuf) -> Option<Cow<'r, str>> {
         buf.clear();

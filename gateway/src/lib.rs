@@ -48,4 +48,5 @@ pub mod run_dir;
 pub mod shard;
 pub mod state;
 pub mod tls;
+pub mod tools;
 pub mod upstream;

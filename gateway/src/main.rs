@@ -1,5 +1,5 @@
 //! `gateway`: the edge proxy binary, plus the policy tools security teams use (`check`,
-//! `schema`) and development certificate generation (`gen-certs`).
+//! `explain`, `test`, `schema`) and development certificate generation (`gen-certs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +45,13 @@ enum Cmd {
         /// Directory of `*.toml` policy files.
         dir: PathBuf,
     },
+    /// Show what the policy does with one request, and why, without any network access:
+    /// IP lists, the route (and the routes that lost), auth, limits and their keys, shard,
+    /// canary, cluster, resilience, cache headers; each with the file and line of its rule.
+    Explain(gateway::tools::cli::ExplainArgs),
+    /// Run policy tests (`DIR/tests/*.toml`) offline through the proxy's own phases; print
+    /// failures with expected and actual values and the rule's file and line; exit 1 on any.
+    Test(gateway::tools::cli::TestArgs),
     /// Print the JSON Schema of a policy file (for editor validation).
     Schema,
     /// Create a development CA and server certificate (never for production).
@@ -280,6 +287,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Check { dir } => check(&dir),
+        Cmd::Explain(args) => gateway::tools::cli::explain(args),
+        Cmd::Test(args) => gateway::tools::cli::test(args),
         Cmd::Schema => {
             println!("{}", policy::json_schema());
             ExitCode::SUCCESS

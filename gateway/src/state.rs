@@ -240,9 +240,19 @@ impl Shared {
         policy_dir: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Shared>, PolicyErrors> {
-        let metrics = Metrics::new();
         let snapshot = read_policy(policy_dir).await?;
         log_warnings(&snapshot);
+        Shared::from_snapshot(snapshot, policy_dir, clock).await
+    }
+
+    /// Build the first runtime from a loaded snapshot; nothing starts in the background (the
+    /// caller does that). The offline tools (`gateway explain`, `gateway test`) use it directly.
+    pub async fn from_snapshot(
+        snapshot: Snapshot,
+        policy_dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Shared>, PolicyErrors> {
+        let metrics = Metrics::new();
         let version = snapshot.version.clone();
         let env = BuildEnv {
             metrics: &metrics,

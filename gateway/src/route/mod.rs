@@ -25,7 +25,7 @@ use http::Method;
 use pingora::proxy::Session;
 
 pub use file::{ForwardPath, PrefixMatch};
-pub use router::{Match, Matchable, Router};
+pub use router::{HostGroup, Match, Matchable, Router};
 pub use validate::validate;
 
 use crate::host;

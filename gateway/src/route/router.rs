@@ -67,17 +67,7 @@ impl<T: Matchable> Router<T> {
         } else {
             host
         };
-        let host = host.strip_suffix('.').unwrap_or(host);
-        let group = self
-            .exact
-            .get(host)
-            .or_else(|| {
-                self.suffix
-                    .iter()
-                    .find(|(s, _)| host.len() > s.len() && host.ends_with(s.as_str()))
-                    .map(|(_, v)| v)
-            })
-            .unwrap_or(&self.any);
+        let (group, _) = self.group(host);
         // The group is sorted by prefix length, longest first. The longest matching prefix
         // decides; its routes (validation keeps their method sets disjoint) either allow the
         // method or the answer is 405 — a shorter prefix is never tried.
@@ -109,6 +99,37 @@ impl<T: Matchable> Router<T> {
 }
 
 /// The result of [`Router::find`].
+impl<T> Router<T> {
+    /// The routes a (lower-case) host is matched against, longest prefix first: those of
+    /// its exact host, else of the longest `*.suffix` it ends with, else the routes without
+    /// hosts. The group is chosen by host alone; the path and method are then matched
+    /// only within it.
+    pub fn group(&self, host: &str) -> (&[Arc<T>], HostGroup<'_>) {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if let Some(g) = self.exact.get(host) {
+            return (g, HostGroup::Exact);
+        }
+        match self
+            .suffix
+            .iter()
+            .find(|(s, _)| host.len() > s.len() && host.ends_with(s.as_str()))
+        {
+            Some((s, g)) => (g, HostGroup::Suffix(s)),
+            None => (&self.any, HostGroup::Any),
+        }
+    }
+}
+
+/// Which host group a request fell in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostGroup<'a> {
+    Exact,
+    /// `*.example.com`, stored as `.example.com`.
+    Suffix(&'a str),
+    /// No route names the host: the routes without hosts.
+    Any,
+}
+
 #[derive(Debug)]
 pub enum Match<'a, T> {
     Found(&'a Arc<T>),
