@@ -388,7 +388,11 @@ impl RouteAuth {
             Some(_) => token::exp_ms(&claims) + issuer.spec.leeway.as_millis() as i64,
             None => now_ms + 3_600_000,
         };
-        let digest = cache::hash(&format!("{}\n{}", issuer.spec.name, Value::Object(claims.clone())));
+        let digest = cache::hash(&format!(
+            "{}\n{}",
+            issuer.spec.name,
+            Value::Object(claims.clone())
+        ));
         let token: String = std::iter::once("offline.".to_string())
             .chain(digest.iter().take(12).map(|b| format!("{b:02x}")))
             .collect();

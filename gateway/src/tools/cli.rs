@@ -79,7 +79,9 @@ fn header_pairs(lines: &[String], what: &str) -> Result<Vec<(String, String)>, S
     lines
         .iter()
         .map(|h| match h.split_once(':') {
-            Some((n, v)) if !n.trim().is_empty() => Ok((n.trim().to_string(), v.trim().to_string())),
+            Some((n, v)) if !n.trim().is_empty() => {
+                Ok((n.trim().to_string(), v.trim().to_string()))
+            }
             _ => Err(format!("{what} `{h}`: expected `Name: value`")),
         })
         .collect()
@@ -101,7 +103,7 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
         };
         let sim = match Simulator::load(&args.dir, SystemClock.now_ms()).await {
             Ok(s) => s,
-            Err(errors) => return policy_errors(&errors, &args.dir),
+            Err(errors) => return policy_errors(&errors, Some(&args.dir)),
         };
         match explain::explain(&sim, &req).await {
             Ok(e) => {
@@ -165,11 +167,15 @@ fn request(args: &ExplainArgs) -> Result<Request, String> {
     })
 }
 
-fn policy_errors(errors: &crate::policy::PolicyErrors, dir: &std::path::Path) -> ExitCode {
+/// Located errors, one per line, then their count (`in DIR` for a policy directory).
+fn policy_errors(errors: &crate::policy::PolicyErrors, dir: Option<&std::path::Path>) -> ExitCode {
     for e in &errors.0 {
         eprintln!("{e}");
     }
-    eprintln!("{} error(s) in {}", errors.0.len(), dir.display());
+    match dir {
+        Some(dir) => eprintln!("{} error(s) in {}", errors.0.len(), dir.display()),
+        None => eprintln!("{} error(s)", errors.0.len()),
+    }
     ExitCode::FAILURE
 }
 
@@ -182,11 +188,11 @@ pub fn test(args: TestArgs) -> ExitCode {
     rt.block_on(async move {
         let files = match policy_test::test_files(&args.dir, &args.tests) {
             Ok(f) => f,
-            Err(errors) => return policy_errors(&errors, &args.dir),
+            Err(errors) => return policy_errors(&errors, None),
         };
         let report = match policy_test::run(&args.dir, &files, SystemClock.now_ms()).await {
             Ok(r) => r,
-            Err(errors) => return policy_errors(&errors, &args.dir),
+            Err(errors) => return policy_errors(&errors, None),
         };
         stdout(&report.text(args.verbose));
         if let Some(path) = &args.junit {

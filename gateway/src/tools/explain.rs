@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::simulate::{Decision, Request, Simulator};
 use crate::route::{HostGroup, HostMatch, Route};
 use crate::shard::RouteTarget;
+use edgeway_record::outcome::ErrorClass;
 
 /// The whole explanation; `--format json` prints it as is.
 #[derive(Debug, Serialize)]
@@ -57,6 +58,8 @@ pub struct Upstream {
     pub headers: Vec<(String, String)>,
     /// Client headers the upstream does not receive.
     pub stripped: Vec<String>,
+    /// Client headers the upstream receives with another value (set by the gateway).
+    pub replaced: Vec<String>,
 }
 
 impl Step {
@@ -76,7 +79,10 @@ impl Step {
 }
 
 /// Explain `req` against the simulator's policy.
-pub async fn explain(sim: &Simulator, req: &Request) -> Result<Explanation, super::simulate::BadRequest> {
+pub async fn explain(
+    sim: &Simulator,
+    req: &Request,
+) -> Result<Explanation, super::simulate::BadRequest> {
     let d = sim.run(req).await?;
     let mut steps = Vec::new();
     steps.push(ip_access(sim, &d));
@@ -109,6 +115,23 @@ pub async fn explain(sim: &Simulator, req: &Request) -> Result<Explanation, supe
     } else {
         Vec::new()
     };
+    let mut replaced: Vec<String> = req
+        .headers
+        .iter()
+        .filter(|(n, v)| {
+            let n = n.to_ascii_lowercase();
+            let upstream: Vec<&str> = d
+                .upstream_headers
+                .iter()
+                .filter(|(u, _)| *u == n)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            !upstream.is_empty() && !upstream.contains(&v.as_str())
+        })
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
+    replaced.sort();
+    replaced.dedup();
     Ok(Explanation {
         request: format!("{} {}", req.method, req.url),
         peer: req.client_ip.to_string(),
@@ -127,6 +150,7 @@ pub async fn explain(sim: &Simulator, req: &Request) -> Result<Explanation, supe
                 target: d.upstream_target.clone(),
                 headers: d.upstream_headers.clone(),
                 stripped,
+                replaced,
             }),
         },
         caveats: sim.caveats.clone(),
@@ -150,9 +174,12 @@ fn ip_access(sim: &Simulator, d: &Decision) -> Step {
     };
     let denied_by = listed(&limits.deny);
     let allowed_by = listed(&limits.allow);
-    let refused = d.error == Some(edgeway_record::outcome::ErrorClass::Forbidden) && d.route.is_none();
+    let refused = d.error == Some(ErrorClass::Forbidden) && d.route.is_none();
     let (verdict, source) = if let Some(list) = denied_by.first() {
-        (format!("denied: the client is in deny list `{list}`"), sim.origin(&format!("ip_list.{list}")))
+        (
+            format!("denied: the client is in deny list `{list}`"),
+            sim.origin(&format!("ip_list.{list}")),
+        )
     } else if !limits.allow.is_empty() && allowed_by.is_empty() {
         ("denied: the client is in no allow list".to_string(), None)
     } else {
@@ -173,24 +200,39 @@ fn ip_access(sim: &Simulator, d: &Decision) -> Step {
 
 fn routing(sim: &Simulator, req: &Request, d: &Decision) -> Step {
     let Some(host) = &d.host else {
-        return Step::new("route", "none: the host is not a valid DNS name or IP address (400)", None);
+        return Step::new(
+            "route",
+            "none: the host is not a valid DNS name or IP address (400)",
+            None,
+        );
     };
     let Some(path) = &d.path else {
-        return Step::new("route", "none: the path cannot be made canonical (400)", None);
+        return Step::new(
+            "route",
+            "none: the path cannot be made canonical (400)",
+            None,
+        );
     };
     let rt = sim.runtime();
     let (group, kind) = rt.router.group(host);
     let chosen = d.route.as_ref().map(|p| p.name().to_string());
-    let verdict = match &chosen {
-        Some(name) => format!("{name}"),
-        None => match d.error {
-            Some(edgeway_record::outcome::ErrorClass::MethodNotAllowed) => {
-                format!("none: no route allows {} here (405)", req.method)
-            }
-            _ => "none: no route matches (404)".to_string(),
-        },
+    let verdict = match (&chosen, d.error) {
+        (Some(name), _) => name.clone(),
+        (None, Some(ErrorClass::MethodNotAllowed)) => {
+            format!("none: no route allows {} here (405)", req.method)
+        }
+        (None, Some(ErrorClass::NoRoute)) => "none: no route matches (404)".to_string(),
+        (None, _) => {
+            return Step::new(
+                "route",
+                "not reached: the request was answered before",
+                None,
+            );
+        }
     };
-    let source = chosen.as_ref().and_then(|n| sim.origin(&format!("route.{n}")));
+    let source = chosen
+        .as_ref()
+        .and_then(|n| sim.origin(&format!("route.{n}")));
     let mut step = Step::new("route", verdict, source).detail(format!(
         "host {host} ({}), path {path}",
         match kind {
@@ -211,12 +253,18 @@ fn routing(sim: &Simulator, req: &Request, d: &Decision) -> Step {
         if Some(route.name.to_string()) == chosen {
             continue;
         }
-        let why = if !group.iter().any(|p| Arc::ptr_eq(&p.spec, route) || p.spec.name == route.name) {
+        let why = if !group
+            .iter()
+            .any(|p| Arc::ptr_eq(&p.spec, route) || p.spec.name == route.name)
+        {
             format!("host: {}", hosts(route))
         } else if !route.matches_path(path) {
             format!("prefix {} does not match", prefix(route))
         } else if longest.is_some_and(|l| route.path_prefix.len() < l) {
-            format!("prefix {} is shorter than the longest that matches", prefix(route))
+            format!(
+                "prefix {} is shorter than the longest that matches",
+                prefix(route)
+            )
         } else {
             match &route.methods {
                 Some(ms) => format!(
@@ -320,7 +368,7 @@ fn auth(sim: &Simulator, spec: &Route, req: &Request, d: &Decision) -> Option<St
 }
 
 fn is_auth_error(e: edgeway_record::outcome::ErrorClass) -> bool {
-    use edgeway_record::outcome::ErrorClass::*;
+    use ErrorClass::*;
     matches!(e, Unauthorized | Forbidden | AuthUnavailable)
 }
 
@@ -344,7 +392,11 @@ fn limits(sim: &Simulator, spec: &Route, d: &Decision) -> Step {
     )
     .detail(format!(
         "{}; priority {}, cost {}",
-        if own { "the route's own limits" } else { "the [rate_limits] default limits" },
+        if own {
+            "the route's own limits"
+        } else {
+            "the [rate_limits] default limits"
+        },
         spec.protection.priority,
         spec.protection.cost
     ));
@@ -383,21 +435,33 @@ fn shard(sim: &Simulator, spec: &Route, d: &Decision) -> Vec<Step> {
             _ => "no shard chosen".to_string(),
         };
         steps.push(
-            Step::new("shard", verdict, sim.origin(&format!("shard_map.{}", rule.map))).detail(
-                format!(
-                    "map {}, key {}, reads {}",
-                    rule.map,
-                    rule.key,
-                    if rule.read_split { "to healthy replicas" } else { "to the primary" }
-                ),
-            ),
+            Step::new(
+                "shard",
+                verdict,
+                sim.origin(&format!("shard_map.{}", rule.map)),
+            )
+            .detail(format!(
+                "map {}, key {}, reads {}",
+                rule.map,
+                rule.key,
+                if rule.read_split {
+                    "to healthy replicas"
+                } else {
+                    "to the primary"
+                }
+            )),
         );
     }
     if let Some(c) = &spec.canary {
         let verdict = d
             .canary
             .map_or("not reached".to_string(), |a| a.as_str().to_string());
-        let mut s = Step::new("canary", verdict, sim.origin(&format!("route.{}", spec.name))).detail(format!(
+        let mut s = Step::new(
+            "canary",
+            verdict,
+            sim.origin(&format!("route.{}", spec.name)),
+        )
+        .detail(format!(
             "{}.{:02}% of keys {} go to cluster {}",
             c.per_10k / 100,
             c.per_10k % 100,
@@ -423,12 +487,13 @@ fn cluster(sim: &Simulator, d: &Decision) -> Vec<Step> {
         Some(e) => format!("{name}, endpoint {e}"),
         None => format!("{name} (not reached: the request was answered before)"),
     };
-    let cluster = Step::new("cluster", verdict, sim.origin(&format!("cluster.{name}"))).detail(format!(
-        "endpoints [{}]; connect timeout {:?}, read timeout {:?}",
-        c.endpoints.join(", "),
-        c.connect_timeout,
-        c.read_timeout
-    ));
+    let cluster =
+        Step::new("cluster", verdict, sim.origin(&format!("cluster.{name}"))).detail(format!(
+            "endpoints [{}]; connect timeout {:?}, read timeout {:?}",
+            c.endpoints.join(", "),
+            c.connect_timeout,
+            c.read_timeout
+        ));
     let mut res = Step::new(
         "resilience",
         match (d.breaker, d.endpoint.is_some()) {
@@ -439,12 +504,16 @@ fn cluster(sim: &Simulator, d: &Decision) -> Vec<Step> {
         sim.origin(&format!("resilience.{name}")),
     );
     match sim.policy.resilience.get(name) {
-        None => res = res.detail("no [resilience] section: failed connects are retried once per endpoint"),
+        None => {
+            res =
+                res.detail("no [resilience] section: failed connects are retried once per endpoint")
+        }
         Some(r) => {
             if let Some(b) = &r.breaker {
                 res = res.detail(format!(
                     "breaker: {}{}over {:?} (at least {} requests), open for {:?}",
-                    b.failure_percent.map_or(String::new(), |p| format!("{p}% failures ")),
+                    b.failure_percent
+                        .map_or(String::new(), |p| format!("{p}% failures ")),
                     b.consecutive_failures
                         .map_or(String::new(), |n| format!("or {n} in a row ")),
                     b.window,
@@ -462,12 +531,16 @@ fn cluster(sim: &Simulator, d: &Decision) -> Vec<Step> {
                 ));
             }
             let methods: Vec<&str> = r.retry.methods.iter().map(|m| m.as_str()).collect();
-            res = res.detail(format!(
-                "retries: {} attempts, methods [{}], statuses {:?}",
-                r.retry.attempts,
-                methods.join(", "),
-                r.retry.statuses
-            ));
+            res = res.detail(if r.retry.baseline {
+                "retries: failed connects only, each endpoint once".to_string()
+            } else {
+                format!(
+                    "retries: {} attempts, methods [{}], statuses {:?}",
+                    r.retry.attempts,
+                    methods.join(", "),
+                    r.retry.statuses
+                )
+            });
             if let Some(t) = r.request_timeout {
                 res = res.detail(format!("request deadline {t:?}"));
             }
@@ -526,7 +599,11 @@ pub fn render_text(e: &Explanation) -> String {
         e.client_ip.as_deref().unwrap_or("unknown")
     );
     for s in &e.steps {
-        let src = s.source.as_deref().map(|s| format!("  [{s}]")).unwrap_or_default();
+        let src = s
+            .source
+            .as_deref()
+            .map(|s| format!("  [{s}]"))
+            .unwrap_or_default();
         let _ = writeln!(out, "{:<11} {}{src}", s.step, s.verdict);
         for d in &s.details {
             let _ = writeln!(out, "{:<11}   {d}", "");
@@ -550,6 +627,13 @@ pub fn render_text(e: &Explanation) -> String {
             }
             if !u.stripped.is_empty() {
                 let _ = writeln!(out, "            stripped: {}", u.stripped.join(", "));
+            }
+            if !u.replaced.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "            replaced by the gateway: {}",
+                    u.replaced.join(", ")
+                );
             }
         }
         None => {

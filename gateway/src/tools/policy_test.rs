@@ -146,7 +146,10 @@ pub struct Report {
 
 impl Report {
     pub fn failed(&self) -> usize {
-        self.outcomes.iter().filter(|o| !o.failures.is_empty()).count()
+        self.outcomes
+            .iter()
+            .filter(|o| !o.failures.is_empty())
+            .count()
     }
 
     /// The text report: one line per failure (expected, actual, rule), then the totals.
@@ -161,7 +164,11 @@ impl Report {
             }
             let _ = writeln!(out, "FAIL  {}:{}: {}", o.file.display(), o.line, o.name);
             for f in &o.failures {
-                let rule = f.rule.as_deref().map(|r| format!(" (rule at {r})")).unwrap_or_default();
+                let rule = f
+                    .rule
+                    .as_deref()
+                    .map(|r| format!(" (rule at {r})"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
                     "      {}:{}: {}: expected {}, got {}{rule}",
@@ -229,7 +236,10 @@ impl Report {
                             f.what,
                             f.expected,
                             f.actual,
-                            f.rule.as_deref().map(|r| format!(" (rule at {r})")).unwrap_or_default()
+                            f.rule
+                                .as_deref()
+                                .map(|r| format!(" (rule at {r})"))
+                                .unwrap_or_default()
                         )
                     })
                     .collect();
@@ -279,7 +289,8 @@ pub fn test_files(dir: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>, PolicyE
             files.push(root);
             continue;
         }
-        let entries = std::fs::read_dir(&root).map_err(|e| error(&root, 0, 0, "-", format!("cannot read: {e}")))?;
+        let entries = std::fs::read_dir(&root)
+            .map_err(|e| error(&root, 0, 0, "-", format!("cannot read: {e}")))?;
         let mut found: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
@@ -354,10 +365,7 @@ pub async fn run(dir: &Path, files: &[PathBuf], now_ms: i64) -> Result<Report, P
                     actual: why,
                     rule: None,
                 }],
-                (None, Some(d)) => checks
-                    .iter()
-                    .filter_map(|c| c.check(&d, &sim))
-                    .collect(),
+                (None, Some(d)) => checks.iter().filter_map(|c| c.check(&d, &sim)).collect(),
                 (None, None) => Vec::new(),
             };
             report.outcomes.push(Outcome {
@@ -389,7 +397,13 @@ fn parse(file: &Path, text: &str) -> Result<Vec<(usize, TestCase)>, PolicyErrors
                 "" => "invalid TOML syntax here (check quotes, brackets and `=`)".to_string(),
                 m => m.to_string(),
             };
-            Err(error(file, line, col, if path == "." { "-" } else { &path }, message))
+            Err(error(
+                file,
+                line,
+                col,
+                if path == "." { "-" } else { &path },
+                message,
+            ))
         }
     }
 }
@@ -479,7 +493,9 @@ fn prepare(
     let before = errs.errors.len();
     let line = errs.line(&t.name.span());
     let (method, url) = match t.request.get_ref().trim().split_once(' ') {
-        Some((m, u)) if !u.trim().is_empty() && !u.trim().contains(' ') => (m.to_string(), u.trim().to_string()),
+        Some((m, u)) if !u.trim().is_empty() && !u.trim().contains(' ') => {
+            (m.to_string(), u.trim().to_string())
+        }
         _ => {
             errs.at(
                 t.request.span(),
@@ -510,7 +526,11 @@ fn prepare(
         Some(ip) => match ip.get_ref().parse::<IpAddr>() {
             Ok(ip) => Some(ip),
             Err(_) => {
-                errs.at(ip.span(), at("client_ip"), format!("found `{}`, expected an IP address", ip.get_ref()));
+                errs.at(
+                    ip.span(),
+                    at("client_ip"),
+                    format!("found `{}`, expected an IP address", ip.get_ref()),
+                );
                 None
             }
         },
@@ -520,17 +540,32 @@ fn prepare(
         errs.known(i, at("issuer"), &names, "issuers");
     }
     if t.issuer.is_some() && t.claims.is_none() {
-        errs.at(t.issuer.as_ref().map_or(0..0, Spanned::span), at("issuer"), "`issuer` is given without `claims`".into());
+        errs.at(
+            t.issuer.as_ref().map_or(0..0, Spanned::span),
+            at("issuer"),
+            "`issuer` is given without `claims`".into(),
+        );
     }
     let advance = match &t.advance {
         None => Duration::ZERO,
         Some(a) => humantime::parse_duration(a.get_ref()).unwrap_or_else(|e| {
-            errs.at(a.span(), at("advance"), format!("found `{}`, expected a duration such as `1s`: {e}", a.get_ref()));
+            errs.at(
+                a.span(),
+                at("advance"),
+                format!(
+                    "found `{}`, expected a duration such as `1s`: {e}",
+                    a.get_ref()
+                ),
+            );
             Duration::ZERO
         }),
     };
     if *t.repeat.get_ref() == 0 || *t.repeat.get_ref() > 100_000 {
-        errs.at(t.repeat.span(), at("repeat"), format!("found {}, expected 1 to 100000", t.repeat.get_ref()));
+        errs.at(
+            t.repeat.span(),
+            at("repeat"),
+            format!("found {}, expected 1 to 100000", t.repeat.get_ref()),
+        );
     }
     let checks = expectations(errs, policy, index, t.expect);
     if errs.errors.len() > before {
@@ -554,7 +589,14 @@ fn prepare(
         token: t.token,
         response: upstream,
     };
-    Some((req, checks, line, t.name.into_inner(), advance, t.repeat.into_inner()))
+    Some((
+        req,
+        checks,
+        line,
+        t.name.into_inner(),
+        advance,
+        t.repeat.into_inner(),
+    ))
 }
 
 fn expectations(errs: &mut Located<'_>, policy: &Snapshot, index: usize, e: Expect) -> Vec<Check> {
@@ -578,7 +620,12 @@ fn expectations(errs: &mut Located<'_>, policy: &Snapshot, index: usize, e: Expe
         }
     }
     if let Some(f) = e.forwarded {
-        push(errs, f.span(), "forwarded", CheckKind::Forwarded(*f.get_ref()));
+        push(
+            errs,
+            f.span(),
+            "forwarded",
+            CheckKind::Forwarded(*f.get_ref()),
+        );
     }
     if let Some(v) = e.error {
         let mut names: Vec<&str> = ErrorClass::ALL.iter().map(|c| c.as_str()).collect();
@@ -596,14 +643,29 @@ fn expectations(errs: &mut Located<'_>, policy: &Snapshot, index: usize, e: Expe
     if let Some(v) = e.rate_limit {
         let mut names: Vec<&str> = RateLimitDecision::ALL.iter().map(|c| c.as_str()).collect();
         names.push("");
-        if errs.known(&v, at("rate_limit"), &names, "rate-limit decisions (\"\" for none)") {
-            push(errs, v.span(), "rate_limit", CheckKind::RateLimit(v.into_inner()));
+        if errs.known(
+            &v,
+            at("rate_limit"),
+            &names,
+            "rate-limit decisions (\"\" for none)",
+        ) {
+            push(
+                errs,
+                v.span(),
+                "rate_limit",
+                CheckKind::RateLimit(v.into_inner()),
+            );
         }
     }
     if let Some(v) = e.cluster {
         let names: Vec<&str> = policy.clusters.iter().map(|c| &*c.name).collect();
         if errs.known(&v, at("cluster"), &names, "clusters") {
-            push(errs, v.span(), "cluster", CheckKind::Cluster(v.into_inner()));
+            push(
+                errs,
+                v.span(),
+                "cluster",
+                CheckKind::Cluster(v.into_inner()),
+            );
         }
     }
     if let Some(v) = e.shard {
@@ -624,23 +686,48 @@ fn expectations(errs: &mut Located<'_>, policy: &Snapshot, index: usize, e: Expe
         }
     }
     if let Some(v) = e.upstream_target {
-        push(errs, v.span(), "upstream_target", CheckKind::UpstreamTarget(v.into_inner()));
+        push(
+            errs,
+            v.span(),
+            "upstream_target",
+            CheckKind::UpstreamTarget(v.into_inner()),
+        );
     }
     for (name, v) in e.upstream_headers {
         let what = format!("upstream header {name}");
-        push(errs, v.span(), &what, CheckKind::UpstreamHeader(name.to_ascii_lowercase(), Some(v.into_inner())));
+        push(
+            errs,
+            v.span(),
+            &what,
+            CheckKind::UpstreamHeader(name.to_ascii_lowercase(), Some(v.into_inner())),
+        );
     }
     for v in e.upstream_headers_absent {
         let what = format!("upstream header {}", v.get_ref());
-        push(errs, v.span(), &what, CheckKind::UpstreamHeader(v.into_inner().to_ascii_lowercase(), None));
+        push(
+            errs,
+            v.span(),
+            &what,
+            CheckKind::UpstreamHeader(v.into_inner().to_ascii_lowercase(), None),
+        );
     }
     for (name, v) in e.headers {
         let what = format!("response header {name}");
-        push(errs, v.span(), &what, CheckKind::Header(name.to_ascii_lowercase(), Some(v.into_inner())));
+        push(
+            errs,
+            v.span(),
+            &what,
+            CheckKind::Header(name.to_ascii_lowercase(), Some(v.into_inner())),
+        );
     }
     for v in e.headers_absent {
         let what = format!("response header {}", v.get_ref());
-        push(errs, v.span(), &what, CheckKind::Header(v.into_inner().to_ascii_lowercase(), None));
+        push(
+            errs,
+            v.span(),
+            &what,
+            CheckKind::Header(v.into_inner().to_ascii_lowercase(), None),
+        );
     }
     checks
 }
@@ -665,7 +752,11 @@ impl Check {
     /// `None` when the expectation holds.
     fn check(&self, d: &Decision, sim: &Simulator) -> Option<Failure> {
         let route = d.route.as_ref().map(|p| p.name().to_string());
-        let route_rule = || route.as_ref().and_then(|r| sim.origin(&format!("route.{r}")));
+        let route_rule = || {
+            route
+                .as_ref()
+                .and_then(|r| sim.origin(&format!("route.{r}")))
+        };
         let (ok, expected, actual, rule) = match &self.kind {
             CheckKind::Status(s) => (
                 d.status == *s,
@@ -673,7 +764,9 @@ impl Check {
                 format!(
                     "{}{}",
                     d.status,
-                    d.error.map(|e| format!(" ({})", e.as_str())).unwrap_or_default()
+                    d.error
+                        .map(|e| format!(" ({})", e.as_str()))
+                        .unwrap_or_default()
                 ),
                 route_rule(),
             ),
@@ -683,7 +776,12 @@ impl Check {
                 opt(route.as_deref()),
                 route_rule().or_else(|| sim.origin(&format!("route.{r}"))),
             ),
-            CheckKind::Forwarded(f) => (d.forwarded == *f, f.to_string(), d.forwarded.to_string(), route_rule()),
+            CheckKind::Forwarded(f) => (
+                d.forwarded == *f,
+                f.to_string(),
+                d.forwarded.to_string(),
+                route_rule(),
+            ),
             CheckKind::Error(e) => {
                 let got = d.error.map(|c| c.as_str()).unwrap_or("");
                 (got == e, opt(Some(e)), opt(Some(got)), route_rule())
@@ -718,15 +816,27 @@ impl Check {
                     .route
                     .as_ref()
                     .and_then(|p| match &p.spec.target {
-                        crate::shard::RouteTarget::Shard(r) => sim.origin(&format!("shard_map.{}", r.map)),
+                        crate::shard::RouteTarget::Shard(r) => {
+                            sim.origin(&format!("shard_map.{}", r.map))
+                        }
                         crate::shard::RouteTarget::Cluster(_) => None,
                     })
                     .or_else(route_rule);
-                (d.shard.as_deref() == Some(s.as_str()), opt(Some(s)), opt(d.shard.as_deref()), rule)
+                (
+                    d.shard.as_deref() == Some(s.as_str()),
+                    opt(Some(s)),
+                    opt(d.shard.as_deref()),
+                    rule,
+                )
             }
             CheckKind::Canary(c) => {
                 let got = d.canary.map(|a| a.as_str());
-                (got == Some(c.as_str()), opt(Some(c)), opt(got), route_rule())
+                (
+                    got == Some(c.as_str()),
+                    opt(Some(c)),
+                    opt(got),
+                    route_rule(),
+                )
             }
             CheckKind::UpstreamTarget(t) => (
                 d.upstream_target.as_deref() == Some(t.as_str()),
@@ -772,7 +882,12 @@ fn compare(
         (None, _) => "absent".to_string(),
     };
     match want {
-        Some(w) => (reached && got.as_deref() == Some(w), format!("`{w}`"), actual, rule),
+        Some(w) => (
+            reached && got.as_deref() == Some(w),
+            format!("`{w}`"),
+            actual,
+            rule,
+        ),
         None => (got.is_none(), "absent".to_string(), actual, rule),
     }
 }

@@ -29,11 +29,11 @@ use super::stream::Offline;
 use crate::access_log::RecordBuilder;
 use crate::auth::spec::{JwksSource, TokenSource};
 use crate::auth::Identity;
+use crate::key;
 use crate::policy::{self, PolicyErrors, Snapshot};
 use crate::proxy::{Ctx, Gateway};
 use crate::route::RoutePlan;
 use crate::state::Shared;
-use crate::key;
 use edgeway_record::clock::{Clock, ManualClock};
 use edgeway_record::outcome::{AuthResult, BreakerState, CanaryArm, ErrorClass, RateLimitDecision};
 
@@ -174,7 +174,11 @@ impl Simulator {
             // The token goes where the route's issuer looks for one.
             let session = head.session(req.client_ip).await?;
             let rt = self.runtime();
-            let what = if req.claims.is_some() { "claims" } else { "a token" };
+            let what = if req.claims.is_some() {
+                "claims"
+            } else {
+                "a token"
+            };
             let plan = crate::route::resolve(&rt.router, &session)
                 .map_err(|_| BadRequest(format!("{what} given, but no route matches the request")))?
                 .plan;
@@ -189,7 +193,8 @@ impl Simulator {
                     .assume_verified(req.issuer.as_deref(), claims.clone(), self.clock.now_ms())
                     .map_err(BadRequest)?,
                 None => (
-                    auth.token_source(req.issuer.as_deref()).map_err(BadRequest)?,
+                    auth.token_source(req.issuer.as_deref())
+                        .map_err(BadRequest)?,
                     req.token.clone().unwrap_or_default(),
                 ),
             };
@@ -385,7 +390,11 @@ impl Head {
                 if authority.is_empty() {
                     return Err(BadRequest(format!("`{}` has no host", req.url)));
                 }
-                if !req.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+                if !req
+                    .headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("host"))
+                {
                     headers.push(("Host".to_string(), authority.to_string()));
                 }
                 let target = if target.starts_with('/') {
@@ -436,7 +445,9 @@ impl Head {
                 .headers
                 .push(("Authorization".into(), format!("Bearer {token}"))),
             TokenSource::Header(h) => self.headers.push((h.as_str().into(), token.into())),
-            TokenSource::Cookie(name) => self.headers.push(("Cookie".into(), format!("{name}={token}"))),
+            TokenSource::Cookie(name) => self
+                .headers
+                .push(("Cookie".into(), format!("{name}={token}"))),
             TokenSource::Query(name) => {
                 let sep = if self.target.contains('?') { '&' } else { '?' };
                 self.target = format!("{}{sep}{name}={token}", self.target);
@@ -454,7 +465,11 @@ impl Head {
             raw.push_str("\r\n");
         }
         raw.push_str("\r\n");
-        let (conn, written) = Offline::new(raw.into_bytes(), SocketAddr::new(client_ip, 50000), self.https);
+        let (conn, written) = Offline::new(
+            raw.into_bytes(),
+            SocketAddr::new(client_ip, 50000),
+            self.https,
+        );
         self.written = Some(written);
         let mut session = Session::new_h1(Box::new(conn));
         match session.read_request().await {
@@ -515,7 +530,10 @@ fn take_offline(p: &mut Snapshot) -> (HashMap<SocketAddr, String>, Vec<String>) 
         }
     }
     if p.auth.revocation.redis.take().is_some() {
-        caveats.push("revocation: the Redis sets are not consulted offline (the jti and sub lists are)".into());
+        caveats.push(
+            "revocation: the Redis sets are not consulted offline (the jti and sub lists are)"
+                .into(),
+        );
     }
     if p.limits.settings.redis.is_some() {
         caveats.push(
