@@ -415,3 +415,72 @@ expect = { status = 200 }
         "{stdout}"
     );
 }
+
+#[test]
+fn explain_verifies_a_real_token_against_a_local_jwks_file() {
+    use e2e::jwt::{claims, jwks, SigningKey};
+    let key = SigningKey::rsa("k1", jsonwebtoken::Algorithm::RS256);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("keys.json"), jwks(&[&key])).unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        r#"
+[cluster.api]
+endpoints = ["api.internal:8080"]
+
+[issuer.id]
+iss = "https://id.test/"
+audiences = ["api"]
+algorithms = ["RS256"]
+jwks_file = "keys.json"
+
+[auth.user]
+issuers = ["id"]
+scopes = ["read"]
+
+[[route]]
+name = "r"
+path_prefix = "/"
+cluster = "api"
+auth = "user"
+"#,
+    )
+    .unwrap();
+    let mut c = claims("https://id.test/", "api", "alice");
+    c["scope"] = "read write".into();
+    let good = key.sign(&c);
+    let explain = |token: &str| {
+        let out = Command::new(e2e::bin("gateway"))
+            .arg("explain")
+            .arg(dir.path())
+            .args(["GET http://any.host/x", "--token", token])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let out = explain(&good);
+    assert!(out.contains("rule `user`: ok"), "{out}");
+    assert!(out.contains("verified: issuer id, subject alice"), "{out}");
+    // The endpoint is a name: shown as written, never resolved.
+    assert!(
+        out.contains("result      200 from the upstream (api api.internal:8080)"),
+        "{out}"
+    );
+    // Never printed: the token itself.
+    assert!(!out.contains(&good), "{out}");
+    // Another key's signature, and a token of the wrong audience, are refused.
+    let other = SigningKey::rsa("k1", jsonwebtoken::Algorithm::RS256).sign(&c);
+    let out = explain(&other);
+    assert!(out.contains("rule `user`: bad_signature"), "{out}");
+    assert!(
+        out.contains("result      401 from the gateway (unauthorized)"),
+        "{out}"
+    );
+    let wrong_aud = key.sign(&claims("https://id.test/", "other", "alice"));
+    let out = explain(&wrong_aud);
+    assert!(
+        out.contains("result      401 from the gateway (unauthorized)"),
+        "{out}"
+    );
+}
