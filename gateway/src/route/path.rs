@@ -40,14 +40,19 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Whether `path` may need work; the common case (no `%`, no `//`, no dot segment) is
 /// returned as it is, without allocating.
+///
+/// One pass over the bytes: any `%`, or a `/` followed by `/` or `.`, sends the path the
+/// slow way (which returns it unchanged when it was canonical after all, as
+/// `/.well-known/x` is).
 fn is_plain(path: &str) -> bool {
-    let b = path.as_bytes();
-    !b.contains(&b'%')
-        && !path.contains("//")
-        && !path.contains("/./")
-        && !path.contains("/../")
-        && !path.ends_with("/.")
-        && !path.ends_with("/..")
+    let mut after_slash = false;
+    for &b in path.as_bytes() {
+        if b == b'%' || (after_slash && (b == b'/' || b == b'.')) {
+            return false;
+        }
+        after_slash = b == b'/';
+    }
+    true
 }
 
 /// The canonical form of an origin-form path (no query).
@@ -107,6 +112,9 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     if trailing || out.is_empty() {
         canonical.push('/');
     }
+    if canonical == path {
+        return Ok(Cow::Borrowed(path));
+    }
     Ok(Cow::Owned(canonical))
 }
 
@@ -121,6 +129,9 @@ mod tests {
     #[test]
     fn canonical_forms() {
         assert!(matches!(normalize("/v1/users"), Ok(Cow::Borrowed(_))));
+        // Canonical already, though it looks like a dot segment: not copied.
+        assert!(matches!(normalize("/.well-known/x"), Ok(Cow::Borrowed(_))));
+        assert!(matches!(normalize("/a.b/c."), Ok(Cow::Borrowed(_))));
         assert_eq!(n("/v1/../admin"), "/admin");
         assert_eq!(n("/v1/%2e%2e/admin"), "/admin");
         assert_eq!(n("/v1/%2E%2E/admin"), "/admin");
