@@ -77,6 +77,10 @@ impl Slot {
 }
 
 /// A decoded record, of one of the lake's tables.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the large variant is the hot one (every request); boxing it would allocate per record"
+)]
 pub(super) enum Row<'a> {
     /// Strings borrow the input bytes.
     Access(AccessLogRecordRef<'a>),

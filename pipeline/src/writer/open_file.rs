@@ -43,7 +43,7 @@ fn rec_bytes(data_len: usize) -> usize {
 /// The Arrow builders of one table.
 enum Rows {
     Access(Box<ColumnBuilders>),
-    PolicyChange(PolicyChangeBuilders),
+    PolicyChange(Box<PolicyChangeBuilders>),
 }
 
 impl Rows {
@@ -52,7 +52,7 @@ impl Rows {
             Table::AccessLogs => {
                 Rows::Access(Box::new(ColumnBuilders::with_capacity(INITIAL_ROWS)))
             }
-            Table::PolicyChanges => Rows::PolicyChange(PolicyChangeBuilders::default()),
+            Table::PolicyChanges => Rows::PolicyChange(Box::default()),
         }
     }
 
