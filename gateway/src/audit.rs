@@ -266,6 +266,15 @@ mod tests {
         }
     }
 
+    /// (old, new, serving) versions of an event.
+    fn versions(e: &PolicyChangeRecord) -> (Option<&str>, &str, &str) {
+        (
+            e.old_version.as_deref(),
+            e.new_version.as_str(),
+            e.serving_version.as_str(),
+        )
+    }
+
     #[test]
     fn events_name_versions_files_and_located_errors() {
         let dir = Path::new("/etc/edgeway/policies");
@@ -279,14 +288,7 @@ mod tests {
             dir,
             now_ms: 7,
         });
-        assert_eq!(
-            (
-                start.old_version.as_deref(),
-                start.new_version.as_str(),
-                start.serving_version.as_str()
-            ),
-            (None, "v1", "v1")
-        );
+        assert_eq!(versions(&start), (None, "v1", "v1"));
         assert_eq!(start.files_changed, ["clusters.toml", "routes.toml"]);
         assert_eq!(
             (start.cause.as_str(), start.result.as_str()),
@@ -309,11 +311,7 @@ mod tests {
             now_ms: 8,
         });
         assert_eq!(
-            (
-                rejected.old_version.as_deref(),
-                rejected.new_version.as_str(),
-                rejected.serving_version.as_str()
-            ),
+            versions(&rejected),
             (Some("v1"), "v2", "v1"),
             "a rejected load leaves the old version serving"
         );

@@ -26,8 +26,13 @@ pub fn data_type(kind: ColumnKind) -> DataType {
 
 /// The Arrow schema of the access-log table (without the `dt`/`hour` partition columns).
 pub fn schema() -> SchemaRef {
+    schema_of(COLUMNS)
+}
+
+/// The Arrow schema of a table with `columns` (in order, without `dt`/`hour`).
+pub fn schema_of(columns: &[crate::Column]) -> SchemaRef {
     Arc::new(Schema::new(
-        COLUMNS
+        columns
             .iter()
             .map(|c| Field::new(c.name, data_type(c.kind), c.kind.nullable()))
             .collect::<Vec<_>>(),

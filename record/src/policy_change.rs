@@ -124,19 +124,13 @@ mod arrow {
         Int32Builder, ListBuilder, StringBuilder, TimestampMillisecondBuilder,
     };
     use arrow_array::ArrayRef;
-    use arrow_schema::{Field, Schema, SchemaRef};
+    use arrow_schema::SchemaRef;
 
     use super::{PolicyChangeRecord, COLUMNS};
-    use crate::arrow::data_type;
 
     /// The Arrow schema of the `policy_changes` table (without `dt`/`hour`).
     pub fn schema() -> SchemaRef {
-        Arc::new(Schema::new(
-            COLUMNS
-                .iter()
-                .map(|c| Field::new(c.name, data_type(c.kind), c.kind.nullable()))
-                .collect::<Vec<_>>(),
-        ))
+        crate::arrow::schema_of(COLUMNS)
     }
 
     /// Arrow builders for [`schema`], one per column.
