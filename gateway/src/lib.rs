@@ -27,6 +27,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod connections;

@@ -481,6 +481,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         (Some(handle), Some(sink))
     };
 
+    // The policy audit trail writes its events (the load at start first) to the log and,
+    // through the access-log sink, to the lake's policy_changes table.
+    shared.audit.connect(instance.clone(), access_log.clone());
+
     let conn_settings = Arc::new(args.connections.settings());
     let gateway = proxy::Gateway {
         shared: Arc::clone(&shared),

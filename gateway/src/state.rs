@@ -17,6 +17,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::policy::fingerprint::Fingerprint;
 use crate::policy::{self, PolicyErrors, Snapshot};
 use crate::resilience::{Guard, GuardSpec, ResilienceSpec};
 use crate::route::{RoutePlan, Router};
@@ -230,6 +231,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub policy_dir: PathBuf,
     pub clock: Arc<dyn Clock>,
+    /// The reload audit trail: one event per applied or rejected load.
+    pub audit: crate::audit::Audit,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -240,17 +243,25 @@ impl Shared {
         policy_dir: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Shared>, PolicyErrors> {
-        let snapshot = read_policy(policy_dir).await?;
+        let (read, print) = read_policy(policy_dir).await;
+        let snapshot = read.inspect_err(|e| {
+            crate::audit::start_rejected(policy_dir, &*clock, &print, e);
+        })?;
         log_warnings(&snapshot);
-        Shared::from_snapshot(snapshot, policy_dir, clock).await
+        let started = print.clone();
+        Shared::from_snapshot(snapshot, policy_dir, Arc::clone(&clock), started)
+            .await
+            .inspect_err(|e| crate::audit::start_rejected(policy_dir, &*clock, &print, e))
     }
 
     /// Build the first runtime from a loaded snapshot; nothing starts in the background (the
     /// caller does that). The offline tools (`gateway explain`, `gateway test`) use it directly.
+    /// `print` is what the snapshot was read from, for the audit trail.
     pub async fn from_snapshot(
         snapshot: Snapshot,
         policy_dir: &Path,
         clock: Arc<dyn Clock>,
+        print: crate::policy::fingerprint::Fingerprint,
     ) -> Result<Arc<Shared>, PolicyErrors> {
         let metrics = Metrics::new();
         let version = snapshot.version.clone();
@@ -264,6 +275,7 @@ impl Shared {
             current: ArcSwap::from_pointee(rt),
             metrics,
             policy_dir: policy_dir.to_path_buf(),
+            audit: crate::audit::Audit::started(policy_dir, Arc::clone(&clock), print),
             clock,
             reload_lock: tokio::sync::Mutex::new(()),
         }))
@@ -274,17 +286,21 @@ impl Shared {
     /// keeps serving. Call on the long-lived runtime (the reloader's).
     pub async fn reload(&self) -> Result<ReloadOutcome, PolicyErrors> {
         let _serialised = self.reload_lock.lock().await;
-        let result = self.reload_inner().await;
+        let (read, candidate) = read_stable(&self.policy_dir, STABLE_WINDOW).await;
+        let result = match read {
+            Ok(snapshot) => self.apply(snapshot).await,
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(ReloadOutcome::Applied(_)) => self.metrics.reload(true),
             Ok(ReloadOutcome::Unchanged(_)) => {}
             Err(_) => self.metrics.reload(false),
         }
+        self.audit.reloaded(&candidate, &result);
         result
     }
 
-    async fn reload_inner(&self) -> Result<ReloadOutcome, PolicyErrors> {
-        let snapshot = read_stable(&self.policy_dir, STABLE_WINDOW).await?;
+    async fn apply(&self, snapshot: Snapshot) -> Result<ReloadOutcome, PolicyErrors> {
         let current = self.current.load_full();
         if snapshot.version == current.policy.version {
             return Ok(ReloadOutcome::Unchanged(snapshot.version.to_string()));
@@ -345,11 +361,11 @@ const MAX_STABLE_READS: usize = 30;
 /// An editor or a deploy tool may save a file in several writes, and a half-written file can
 /// still parse (a route list cut after a whole route). A reload applies only what two reads,
 /// `window` apart, agree on: the same content (same version) or the same errors.
-async fn read_stable(dir: &Path, window: Duration) -> Result<Snapshot, PolicyErrors> {
+async fn read_stable(dir: &Path, window: Duration) -> Loaded {
     stable_read(|| read_policy(dir), window)
         .await
-        .unwrap_or_else(|| {
-            Err(PolicyErrors(vec![policy::PolicyError {
+        .unwrap_or_else(|last| {
+            let e = PolicyErrors(vec![policy::PolicyError {
                 file: dir.to_path_buf(),
                 line: 0,
                 column: 0,
@@ -358,50 +374,52 @@ async fn read_stable(dir: &Path, window: Duration) -> Result<Snapshot, PolicyErr
                     "the policy files kept changing for {:?}; not reloaded (the next change triggers another attempt)",
                     window * MAX_STABLE_READS as u32
                 ),
-            }]))
+            }]);
+            (Err(e), last)
         })
 }
 
-/// The result of `read` once two consecutive reads, `window` apart, agree; `None` when they
-/// never do within [`MAX_STABLE_READS`].
-async fn stable_read<F, Fut>(
-    mut read: F,
-    window: Duration,
-) -> Option<Result<Snapshot, PolicyErrors>>
+/// What one read of the policy directory gave, and the fingerprint of what it read.
+type Loaded = (Result<Snapshot, PolicyErrors>, Fingerprint);
+
+/// The result of `read` once two consecutive reads, `window` apart, agree; when they never
+/// do within [`MAX_STABLE_READS`], the fingerprint of the last read.
+async fn stable_read<F, Fut>(mut read: F, window: Duration) -> Result<Loaded, Fingerprint>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Snapshot, PolicyErrors>>,
+    Fut: Future<Output = Loaded>,
 {
     let mut previous = read().await;
     for _ in 0..MAX_STABLE_READS {
         tokio::time::sleep(window).await;
         let current = read().await;
-        let stable = match (&previous, &current) {
+        let stable = match (&previous.0, &current.0) {
             (Ok(a), Ok(b)) => a.version == b.version,
             (Err(a), Err(b)) => a.0 == b.0,
             _ => false,
         };
         if stable {
-            return Some(current);
+            return Ok(current);
         }
         previous = current;
     }
-    None
+    Err(previous.1)
 }
 
 /// Read, parse and validate off the async threads (file reads, parsing).
-async fn read_policy(dir: &Path) -> Result<Snapshot, PolicyErrors> {
+async fn read_policy(dir: &Path) -> Loaded {
     let owned = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || policy::load_dir(&owned))
+    tokio::task::spawn_blocking(move || policy::load_dir_fingerprinted(&owned))
         .await
         .unwrap_or_else(|e| {
-            Err(PolicyErrors(vec![policy::PolicyError {
+            let e = PolicyErrors(vec![policy::PolicyError {
                 file: dir.to_path_buf(),
                 line: 0,
                 column: 0,
                 field: "-".into(),
                 message: format!("policy loading task failed: {e}"),
-            }]))
+            }]);
+            (Err(e), Fingerprint::default())
         })
 }
 
@@ -496,14 +514,12 @@ mod tests {
 
     /// A reader over scripted directory states, as a file being saved in several writes
     /// would show them: each call returns the next state (the last one repeats).
-    fn scripted(
-        states: Vec<tempfile::TempDir>,
-    ) -> impl FnMut() -> std::future::Ready<Result<Snapshot, PolicyErrors>> {
+    fn scripted(states: Vec<tempfile::TempDir>) -> impl FnMut() -> std::future::Ready<Loaded> {
         let mut calls = 0;
         move || {
             let dir = &states[calls.min(states.len() - 1)];
             calls += 1;
-            std::future::ready(policy::load_dir(dir.path()))
+            std::future::ready(policy::load_dir_fingerprinted(dir.path()))
         }
     }
 
@@ -533,6 +549,7 @@ mod tests {
         let applied = stable_read(scripted(states), STABLE_WINDOW)
             .await
             .expect("settles")
+            .0
             .expect("valid");
         let names: Vec<&str> = applied.routes.iter().map(|r| &*r.name).collect();
         assert_eq!(names, ["a", "b"], "applied a half-written save");
@@ -541,13 +558,14 @@ mod tests {
         let states: Vec<_> = (0..=MAX_STABLE_READS + 1)
             .map(|i| state(&route(&format!("r{i}"), "api")))
             .collect();
-        assert!(stable_read(scripted(states), STABLE_WINDOW).await.is_none());
+        assert!(stable_read(scripted(states), STABLE_WINDOW).await.is_err());
 
         // Errors that stay the same are reported (the last good policy keeps serving).
         let states = vec![state("[[route]]\nname = \"a\"\ncluster = \"nope\"\n")];
         let errs = stable_read(scripted(states), STABLE_WINDOW)
             .await
             .expect("settles")
+            .0
             .unwrap_err();
         assert!(errs.0[0].message.contains("nope"), "{}", errs.0[0]);
     }

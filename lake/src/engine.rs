@@ -1,5 +1,5 @@
-//! The embedded engine: DataFusion over the lake's Parquet files, with the same table name,
-//! columns and partition pruning as Athena, and aliases for the Trino function names the
+//! The embedded engine: DataFusion over the lake's Parquet files, with the same table names
+//! (`access_logs`, `policy_changes`), columns and partition pruning as Athena, and aliases for the Trino function names the
 //! named queries use.
 //!
 //! Files are listed through [`ReaderStore`], which hides what an in-flight compaction must
@@ -25,8 +25,9 @@ use crate::root::Lake;
 use crate::store::{ReadStats, ReaderStore};
 use crate::LakeError;
 
-/// The table name, in the default schema and in the `edgeway` schema (Athena's database).
-pub use edgeway_record::table::{DATABASE, TABLE};
+/// The table names, in the default schema and in the `edgeway` schema (Athena's database):
+/// `access_logs` and `policy_changes`.
+pub use edgeway_record::table::{Table, DATABASE, TABLE};
 
 /// A query's result and what it cost.
 #[derive(Debug)]
@@ -56,27 +57,18 @@ impl LocalEngine {
         let stats = Arc::clone(&store.stats);
         ctx.register_object_store(&lake.store_url, store);
 
-        let url = ListingTableUrl::parse(lake.table_url()).map_err(df)?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(crate::layout::PARQUET_EXT)
-            .with_table_partition_cols(
-                edgeway_record::table::PARTITION_KEYS
-                    .iter()
-                    .map(|k| (k.to_string(), DataType::Utf8))
-                    .collect(),
-            );
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(edgeway_record::arrow::schema());
-        let table = Arc::new(ListingTable::try_new(config).map_err(df)?);
-        ctx.register_table(TABLE, table.clone()).map_err(df)?;
+        // Each table in the default schema and in the `edgeway` schema (Athena's database).
         let schema = Arc::new(MemorySchemaProvider::new());
         if let Some(catalog) = ctx.catalog("datafusion") {
             catalog
                 .register_schema(DATABASE, schema.clone())
                 .map_err(df)?;
+        }
+        for t in Table::ALL {
+            let table = listing_table(lake, t)?;
+            ctx.register_table(t.name(), table.clone()).map_err(df)?;
             use datafusion::catalog::SchemaProvider;
-            schema.register_table(TABLE.into(), table).map_err(df)?;
+            schema.register_table(t.name().into(), table).map_err(df)?;
         }
 
         // Trino names the named queries use, mapped onto DataFusion's functions.
@@ -121,6 +113,28 @@ impl LocalEngine {
             elapsed: started.elapsed(),
         })
     }
+}
+
+/// `table` as a listing table over its directory, partitioned by `dt` and `hour`, with the
+/// contract's schema (a missing directory is an empty table).
+fn listing_table(lake: &Lake, table: Table) -> Result<Arc<ListingTable>, LakeError> {
+    let url = ListingTableUrl::parse(lake.table_url_of(table)).map_err(df)?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(crate::layout::PARQUET_EXT)
+        .with_table_partition_cols(
+            edgeway_record::table::PARTITION_KEYS
+                .iter()
+                .map(|k| (k.to_string(), DataType::Utf8))
+                .collect(),
+        );
+    let schema = match table {
+        Table::AccessLogs => edgeway_record::arrow::schema(),
+        Table::PolicyChanges => edgeway_record::policy_change::schema(),
+    };
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config).map_err(df)?))
 }
 
 fn df(e: DataFusionError) -> LakeError {

@@ -1,7 +1,7 @@
 //! `lake init`: the AWS side of the lake, created or brought up to date idempotently.
 //!
-//! - the Glue database and table, through the pipeline's [`edgeway_record::table::ensure_table`]
-//!   (one definition of the table for both);
+//! - the Glue database and tables (`access_logs`, `policy_changes`), through the pipeline's
+//!   [`edgeway_record::table::ensure`] (one definition of each table for both);
 //! - the Athena workgroup with its result location;
 //! - every named query, registered as an Athena named query in that workgroup.
 //!
@@ -48,25 +48,23 @@ pub async fn run(sdk: &SdkConfig, s: &InitSettings) -> Result<Vec<Change>, LakeE
     let mut changes = Vec::new();
     if !s.skip_table {
         let glue = aws_sdk_glue::Client::new(sdk);
-        let location = table::table_location(&s.root);
-        let what = format!(
-            "glue table {}.{} ({location})",
-            table::DATABASE,
-            table::TABLE
-        );
-        let status = table::ensure_table(&glue, &location)
-            .await
-            .map_err(|e| LakeError::Aws {
-                op: "Glue",
-                message: e.to_string(),
-            })?;
-        changes.push(match status {
-            TableStatus::Created => Change::Created(what),
-            TableStatus::Unchanged => Change::Unchanged(what),
-            TableStatus::Added(cols) => {
-                Change::Updated(format!("{what}: added columns {}", cols.join(", ")))
-            }
-        });
+        for t in table::Table::ALL {
+            let location = t.location(&s.root);
+            let what = format!("glue table {}.{} ({location})", table::DATABASE, t.name());
+            let status = table::ensure(&glue, t, &location)
+                .await
+                .map_err(|e| LakeError::Aws {
+                    op: "Glue",
+                    message: e.to_string(),
+                })?;
+            changes.push(match status {
+                TableStatus::Created => Change::Created(what),
+                TableStatus::Unchanged => Change::Unchanged(what),
+                TableStatus::Added(cols) => {
+                    Change::Updated(format!("{what}: added columns {}", cols.join(", ")))
+                }
+            });
+        }
     }
     let client = aws_sdk_athena::Client::new(sdk);
     changes.push(athena::ensure_workgroup(&client, &s.workgroup, &results).await?);

@@ -69,14 +69,15 @@ struct InitArgs {
     /// Athena result location (default: s3://<lake bucket>/athena-results/).
     #[arg(long)]
     results: Option<String>,
-    /// Leave the Glue table alone (the pipeline also ensures it on start).
+    /// Leave the Glue tables alone (the pipeline also ensures them on start).
     #[arg(long)]
     skip_table: bool,
 }
 
 #[derive(Args)]
 struct QueryArgs {
-    /// The SQL text (one statement). The table is `access_logs` (also `edgeway.access_logs`).
+    /// The SQL text (one statement). The tables are `access_logs` and `policy_changes` (also
+    /// `edgeway.access_logs`, `edgeway.policy_changes`).
     #[arg(required_unless_present = "named", conflicts_with = "named")]
     sql: Option<String>,
     /// Run a named query (see `lake queries`).

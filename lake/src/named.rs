@@ -30,6 +30,7 @@ queries![
     "traffic_by_shard",
     "cache_by_route",
     "slowest_requests",
+    "errors_around_policy_changes",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

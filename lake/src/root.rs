@@ -47,15 +47,21 @@ impl Lake {
         })
     }
 
-    /// URL of the table directory, as DataFusion's listing table wants it (trailing slash).
+    /// URL of the access-log table directory, as DataFusion's listing table wants it
+    /// (trailing slash).
     pub fn table_url(&self) -> String {
+        self.table_url_of(edgeway_record::table::Table::AccessLogs)
+    }
+
+    /// URL of `table`'s directory (trailing slash).
+    pub fn table_url_of(&self, table: edgeway_record::table::Table) -> String {
         let mut s = self.store_url.to_string();
         let base = self.base.as_ref();
         if !base.is_empty() {
             s.push_str(base);
             s.push('/');
         }
-        s.push_str(crate::layout::TABLE_DIR);
+        s.push_str(table.dir());
         s.push('/');
         s
     }
@@ -86,6 +92,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.table_url(), "s3://bkt/some/prefix/access_logs/");
+        assert_eq!(
+            s.table_url_of(edgeway_record::table::Table::PolicyChanges),
+            "s3://bkt/some/prefix/policy_changes/"
+        );
         let e = Lake::open("s3:///x", &StoreSettings::default(), false).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         let e = Lake::open("/does/not/exist/lake", &StoreSettings::default(), false).unwrap_err();

@@ -8,9 +8,13 @@ use datafusion::parquet::arrow::ArrowWriter;
 
 use crate::LakeError;
 
-/// Encode sorted batches as one Parquet file in memory.
+/// Encode sorted batches of one table as one Parquet file in memory (no batches: an empty
+/// access-log file).
 pub fn encode(batches: &[RecordBatch]) -> Result<Vec<u8>, LakeError> {
-    let schema = edgeway_record::arrow::schema();
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(edgeway_record::arrow::schema);
     let props = edgeway_record::parquet::writer_properties();
     let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(props))
         .map_err(|e| LakeError::Parquet(e.to_string()))?;

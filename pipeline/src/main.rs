@@ -312,11 +312,15 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         let sdk = sdk_config(&settings).await;
         if glue_on {
             let glue = aws_sdk_glue::Client::new(&sdk);
+            // Every table the pipeline writes: access_logs and policy_changes.
+            for table in edgeway_record::table::Table::ALL {
+                let location = table.location(&lake.root);
+                let status = edgeway_record::table::ensure(&glue, table, &location)
+                    .await
+                    .with_context(|| format!("Glue table {}", table.name()))?;
+                tracing::info!(?status, %location, "glue table {}.{}", edgeway_record::table::DATABASE, table.name());
+            }
             let location = edgeway_record::table::table_location(&lake.root);
-            let status = edgeway_record::table::ensure_table(&glue, &location)
-                .await
-                .context("Glue table")?;
-            tracing::info!(?status, %location, "glue table {}.{}", edgeway_record::table::DATABASE, edgeway_record::table::TABLE);
             if a.register_partitions {
                 ctx.partitions = Some(Arc::new(pipeline::writer::PartitionRegistry::new(
                     glue, location,

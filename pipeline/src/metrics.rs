@@ -18,8 +18,12 @@ pub struct Metrics {
     registry: Registry,
     /// Kinesis records (or local log frames) read.
     pub blobs_in: IntCounter,
-    /// Access-log records decoded (after de-aggregation).
+    /// Records decoded (after de-aggregation), every table.
     pub records_in: IntCounter,
+    /// Policy-change records decoded (part of `records_in`), for the `policy_changes` table.
+    pub policy_changes_in: IntCounter,
+    /// Records of a kind this pipeline does not know (a newer gateway): to the error prefix.
+    pub unknown_kind: IntCounter,
     /// Records written into durable files.
     pub records_out: IntCounter,
     /// Records skipped because a replay found them already in a file.
@@ -87,7 +91,18 @@ impl Metrics {
                 "pipeline_kinesis_records_total",
                 "Kinesis records (local log frames) read",
             ),
-            records_in: counter("pipeline_records_in_total", "Access-log records decoded"),
+            records_in: counter(
+                "pipeline_records_in_total",
+                "Records decoded (access logs and policy changes)",
+            ),
+            policy_changes_in: counter(
+                "pipeline_policy_changes_in_total",
+                "Policy-change records decoded (for the policy_changes table)",
+            ),
+            unknown_kind: counter(
+                "pipeline_unknown_kind_records_total",
+                "Records of an unknown kind (a newer gateway?) written to the error prefix",
+            ),
             records_out: counter(
                 "pipeline_records_out_total",
                 "Records written into durable files",

@@ -18,13 +18,21 @@ pub fn data_type(kind: ColumnKind) -> DataType {
         ColumnKind::Int32 | ColumnKind::OptInt32 => DataType::Int32,
         ColumnKind::Int64 => DataType::Int64,
         ColumnKind::Float64 | ColumnKind::OptFloat64 => DataType::Float64,
+        ColumnKind::StrList => {
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+        }
     }
 }
 
 /// The Arrow schema of the access-log table (without the `dt`/`hour` partition columns).
 pub fn schema() -> SchemaRef {
+    schema_of(COLUMNS)
+}
+
+/// The Arrow schema of a table with `columns` (in order, without `dt`/`hour`).
+pub fn schema_of(columns: &[crate::Column]) -> SchemaRef {
     Arc::new(Schema::new(
-        COLUMNS
+        columns
             .iter()
             .map(|c| Field::new(c.name, data_type(c.kind), c.kind.nullable()))
             .collect::<Vec<_>>(),

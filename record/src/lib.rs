@@ -8,6 +8,10 @@
 //! checksummed segment files ([`segment`]) that serve both as the gateway's outage spool and
 //! as the embedded local log.
 //!
+//! A second record type, [`policy_change::PolicyChangeRecord`] (one per policy load), travels
+//! the same path in the same aggregates, told apart by its kind ([`kind`]), and lands in its
+//! own table (`policy_changes`, see [`table::Table`]).
+//!
 //! Pieces that more than one binary needs live here too, each behind a feature so that a
 //! binary compiles only what it uses: the lake layout and Glue table ([`table`]), the lake
 //! root opener (`store`), PutRecords batching and retry (`kinesis`: `put_records`), the
@@ -17,8 +21,10 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod kind;
 pub mod kpl;
 pub mod outcome;
+pub mod policy_change;
 pub mod record;
 pub mod segment;
 pub mod table;

@@ -10,6 +10,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::policy_change::{ReloadCause, ReloadResult};
+
 macro_rules! outcome_enum {
     (
         $(#[$meta:meta])*
@@ -59,6 +61,9 @@ macro_rules! outcome_enum {
         }
     };
 }
+
+/// Other record modules declare their enum columns the same way.
+pub(crate) use outcome_enum;
 
 /// A string that is not one of a column's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -299,6 +304,9 @@ pub fn allowed_values(column: &str) -> Option<Vec<&'static str>> {
         CacheStatus::COLUMN => strs(CacheStatus::ALL, CacheStatus::as_str),
         ErrorClass::COLUMN => strs(ErrorClass::ALL, ErrorClass::as_str),
         CanaryArm::COLUMN => strs(CanaryArm::ALL, CanaryArm::as_str),
+        // The policy_changes table's enum columns.
+        ReloadResult::COLUMN => strs(ReloadResult::ALL, ReloadResult::as_str),
+        ReloadCause::COLUMN => strs(ReloadCause::ALL, ReloadCause::as_str),
         _ => None,
     }
 }
@@ -311,6 +319,8 @@ pub const OUTCOME_COLUMNS: &[&str] = &[
     CacheStatus::COLUMN,
     ErrorClass::COLUMN,
     CanaryArm::COLUMN,
+    ReloadResult::COLUMN,
+    ReloadCause::COLUMN,
 ];
 
 #[cfg(test)]

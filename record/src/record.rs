@@ -31,6 +31,9 @@ pub enum ColumnKind {
     Float64,
     /// `Option<f64>` → nullable DOUBLE → `double`.
     OptFloat64,
+    /// `Vec<String>` → LIST of UTF8 → `array<string>` (not used by the access-log record;
+    /// the `policy_changes` table's file and error lists).
+    StrList,
 }
 
 impl ColumnKind {
@@ -42,6 +45,7 @@ impl ColumnKind {
             ColumnKind::Int32 | ColumnKind::OptInt32 => "int",
             ColumnKind::Int64 => "bigint",
             ColumnKind::Float64 | ColumnKind::OptFloat64 => "double",
+            ColumnKind::StrList => "array<string>",
         }
     }
 

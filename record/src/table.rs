@@ -1,12 +1,17 @@
-//! The lake table: where files go and how Glue/Athena see them. One definition for the
-//! pipeline (which writes the files and ensures the table on start) and `lake init`.
+//! The lake tables: where files go and how Glue/Athena see them. One definition for the
+//! pipeline (which writes the files and ensures the tables on start) and `lake init`.
 //!
 //! Layout, by event time (UTC):
 //!
 //! ```text
 //! <root>/access_logs/dt=YYYY-MM-DD/hour=HH/<shard>-<first sequence>.parquet
+//! <root>/policy_changes/dt=YYYY-MM-DD/hour=HH/<shard>-<first sequence>.parquet
 //! <root>/errors/<shard>/<sequence>-<sub>.json          undecodable records, with the reason
 //! ```
+//!
+//! Each [`Table`] has its own directory, columns and Glue table; both are partitioned and
+//! projected the same way. What follows describes `access_logs`; `policy_changes` (one row per
+//! policy load, [`crate::policy_change`]) works the same.
 //!
 //! The Glue table is an external table over `<root>/access_logs/` with ParquetHiveSerDe,
 //! partition keys `dt` and `hour` (strings) and partition projection, so Athena finds new
@@ -22,6 +27,8 @@ use crate::COLUMNS;
 
 pub const DATABASE: &str = "edgeway";
 pub const TABLE: &str = "access_logs";
+/// The Glue table (and directory) of policy loads.
+pub const POLICY_CHANGES_TABLE: &str = "policy_changes";
 /// Directory of the table under the lake root.
 pub const TABLE_DIR: &str = "access_logs";
 /// Directory of undecodable records under the lake root.
@@ -33,6 +40,74 @@ pub const OUTPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParq
 pub const PARTITION_KEYS: [&str; 2] = ["dt", "hour"];
 /// First day the `dt` projection covers.
 pub const PROJECTION_START: &str = "2020-01-01";
+
+/// A table of the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// One row per request ([`crate::AccessLogRecord`]).
+    AccessLogs,
+    /// One row per policy load ([`crate::policy_change::PolicyChangeRecord`]).
+    PolicyChanges,
+}
+
+impl Table {
+    pub const ALL: [Table; 2] = [Table::AccessLogs, Table::PolicyChanges];
+
+    /// The Glue table name, which is also its directory under the lake root.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Table::AccessLogs => TABLE,
+            Table::PolicyChanges => POLICY_CHANGES_TABLE,
+        }
+    }
+
+    /// Directory of the table under the lake root.
+    pub const fn dir(self) -> &'static str {
+        self.name()
+    }
+
+    /// The contract's columns, in record order.
+    pub fn contract(self) -> &'static [crate::Column] {
+        match self {
+            Table::AccessLogs => COLUMNS,
+            Table::PolicyChanges => crate::policy_change::COLUMNS,
+        }
+    }
+
+    /// The data columns as Glue sees them.
+    pub fn columns(self) -> Vec<TableColumn> {
+        self.contract()
+            .iter()
+            .map(|c| TableColumn {
+                name: c.name.to_string(),
+                glue_type: c.kind.glue_type().to_string(),
+                // Glue limits comments to 255 characters.
+                comment: c.doc.chars().take(255).collect(),
+            })
+            .collect()
+    }
+
+    pub const fn description(self) -> &'static str {
+        match self {
+            Table::AccessLogs => {
+                "Gateway access logs (one row per request), written by the edgeway pipeline"
+            }
+            Table::PolicyChanges => {
+                "Gateway policy loads (one row per applied or rejected load), written by the edgeway pipeline"
+            }
+        }
+    }
+
+    /// `<root>/<table>/` for a lake root such as `s3://bucket/prefix`.
+    pub fn location(self, root: &str) -> String {
+        format!("{}/{}/", root.trim_end_matches('/'), self.dir())
+    }
+
+    /// Key of a data file relative to the lake root.
+    pub fn file_key(self, p: &Partition, shard: &str, first_seq: &str) -> String {
+        format!("{}/{}/{shard}-{first_seq}.parquet", self.dir(), p.path())
+    }
+}
 
 /// One hour of the lake: the `dt=YYYY-MM-DD/hour=HH` partition, in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -117,7 +192,7 @@ pub fn parse_hour(s: &str) -> Option<u8> {
 
 /// Key of a data file relative to the lake root.
 pub fn data_file_key(p: &Partition, shard: &str, first_seq: &str) -> String {
-    format!("{TABLE_DIR}/{}/{shard}-{first_seq}.parquet", p.path())
+    Table::AccessLogs.file_key(p, shard, first_seq)
 }
 
 /// Key of an error record relative to the lake root.
@@ -127,7 +202,7 @@ pub fn error_key(shard: &str, seq: &str, sub: u32) -> String {
 
 /// `<root>/access_logs/` for a lake root such as `s3://bucket/prefix`.
 pub fn table_location(root: &str) -> String {
-    format!("{}/{TABLE_DIR}/", root.trim_end_matches('/'))
+    Table::AccessLogs.location(root)
 }
 
 /// A table column as Glue sees it.
@@ -138,17 +213,9 @@ pub struct TableColumn {
     pub comment: String,
 }
 
-/// The data columns, from the contract.
+/// The data columns of the access-log table, from the contract.
 pub fn columns() -> Vec<TableColumn> {
-    COLUMNS
-        .iter()
-        .map(|c| TableColumn {
-            name: c.name.to_string(),
-            glue_type: c.kind.glue_type().to_string(),
-            // Glue limits comments to 255 characters.
-            comment: c.doc.chars().take(255).collect(),
-        })
-        .collect()
+    Table::AccessLogs.columns()
 }
 
 /// Table parameters: external Parquet table with partition projection on `dt` and `hour`.
@@ -180,12 +247,14 @@ pub fn table_parameters(location: &str) -> BTreeMap<String, String> {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TableError {
     #[error(
-        "table {DATABASE}.{TABLE} is incompatible with the record contract: {}. Removing or \
+        "table {DATABASE}.{} is incompatible with the record contract: {}. Removing or \
          retyping a column would make existing files unreadable; add a new field instead, or \
          migrate the table explicitly",
+        .table.name(),
         describe_incompatible(.removed, .retyped, .partition_keys)
     )]
     Incompatible {
+        table: Table,
         /// Columns in the table that the contract no longer has.
         removed: Vec<String>,
         /// (column, type in the table, type in the contract).
@@ -233,10 +302,11 @@ pub enum ColumnPlan {
 
 /// Compare the table's (name, type) columns and partition keys with the contract. Pure.
 pub fn plan_columns(
+    table: Table,
     existing: &[(String, String)],
     partition_keys: &[String],
 ) -> Result<ColumnPlan, TableError> {
-    let wanted = columns();
+    let wanted = table.columns();
     let mut removed = Vec::new();
     let mut retyped = Vec::new();
     for (name, ty) in existing {
@@ -255,6 +325,7 @@ pub fn plan_columns(
             .all(|(a, b)| a.eq_ignore_ascii_case(b));
     if !removed.is_empty() || !retyped.is_empty() || !keys_ok {
         return Err(TableError::Incompatible {
+            table,
             removed,
             retyped,
             partition_keys: (!keys_ok).then(|| partition_keys.to_vec()),
@@ -394,7 +465,11 @@ mod glue {
         Ok(created)
     }
 
-    fn table_input(location: &str, cols: &[TableColumn]) -> Result<TableInput, TableError> {
+    fn table_input(
+        table: Table,
+        location: &str,
+        cols: &[TableColumn],
+    ) -> Result<TableInput, TableError> {
         let sd = storage_descriptor(location, cols)?;
         let keys = PARTITION_KEYS
             .iter()
@@ -411,10 +486,8 @@ mod glue {
             })
             .collect::<Result<Vec<_>, _>>()?;
         TableInput::builder()
-            .name(TABLE)
-            .description(
-                "Gateway access logs (one row per request), written by the edgeway pipeline",
-            )
+            .name(table.name())
+            .description(table.description())
             .table_type("EXTERNAL_TABLE")
             .set_parameters(Some(table_parameters(location).into_iter().collect()))
             .set_partition_keys(Some(keys))
@@ -428,6 +501,16 @@ mod glue {
     /// new contract fields; refuse removed or retyped ones. Idempotent.
     pub async fn ensure_table(
         client: &aws_sdk_glue::Client,
+        location: &str,
+    ) -> Result<TableStatus, TableError> {
+        ensure(client, Table::AccessLogs, location).await
+    }
+
+    /// [`ensure_table`] for any [`Table`]: `location` is its directory
+    /// ([`Table::location`]).
+    pub async fn ensure(
+        client: &aws_sdk_glue::Client,
+        table: Table,
         location: &str,
     ) -> Result<TableStatus, TableError> {
         match client
@@ -451,7 +534,7 @@ mod glue {
         let existing = match client
             .get_table()
             .database_name(DATABASE)
-            .name(TABLE)
+            .name(table.name())
             .send()
             .await
         {
@@ -464,8 +547,8 @@ mod glue {
             }
             Err(e) => return Err(glue_err("GetTable", e)),
         };
-        let Some(table) = existing else {
-            let input = table_input(location, &columns())?;
+        let Some(found) = existing else {
+            let input = table_input(table, location, &table.columns())?;
             return match client
                 .create_table()
                 .database_name(DATABASE)
@@ -479,36 +562,36 @@ mod glue {
                     if e.as_service_error()
                         .is_some_and(|s| s.is_already_exists_exception()) =>
                 {
-                    Box::pin(ensure_table(client, location)).await
+                    Box::pin(ensure(client, table, location)).await
                 }
                 Err(e) => Err(glue_err("CreateTable", e)),
             };
         };
-        let cols: Vec<(String, String)> = table
+        let cols: Vec<(String, String)> = found
             .storage_descriptor()
             .map(|sd| sd.columns())
             .unwrap_or_default()
             .iter()
             .map(|c| (c.name().to_string(), c.r#type().unwrap_or("").to_string()))
             .collect();
-        let keys: Vec<String> = table
+        let keys: Vec<String> = found
             .partition_keys()
             .iter()
             .map(|c| c.name().to_string())
             .collect();
-        match plan_columns(&cols, &keys)? {
+        match plan_columns(table, &cols, &keys)? {
             ColumnPlan::Unchanged => Ok(TableStatus::Unchanged),
             ColumnPlan::Add(added) => {
                 // Keep the table's column order and append the new ones.
                 let mut all: Vec<TableColumn> = cols
                     .iter()
-                    .filter_map(|(n, _)| columns().into_iter().find(|c| &c.name == n))
+                    .filter_map(|(n, _)| table.columns().into_iter().find(|c| &c.name == n))
                     .collect();
                 all.extend(added.iter().cloned());
                 client
                     .update_table()
                     .database_name(DATABASE)
-                    .table_input(table_input(location, &all)?)
+                    .table_input(table_input(table, location, &all)?)
                     .send()
                     .await
                     .map_err(|e| glue_err("UpdateTable", e))?;
@@ -521,7 +604,7 @@ mod glue {
 }
 
 #[cfg(feature = "glue")]
-pub use glue::{ensure_table, register_partitions};
+pub use glue::{ensure, ensure_table, register_partitions};
 
 #[cfg(test)]
 mod tests {
@@ -600,27 +683,54 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_changes_table_has_its_own_directory_and_columns() {
+        let t = Table::PolicyChanges;
+        assert_eq!(t.location("s3://b/lake"), "s3://b/lake/policy_changes/");
+        let p = Partition::of(1_763_776_800_123);
+        assert_eq!(
+            t.file_key(&p, "local", "42"),
+            "policy_changes/dt=2025-11-22/hour=02/local-42.parquet"
+        );
+        let cols = t.columns();
+        assert!(cols
+            .iter()
+            .any(|c| c.name == "files_changed" && c.glue_type == "array<string>"));
+        let existing: Vec<(String, String)> =
+            cols.into_iter().map(|c| (c.name, c.glue_type)).collect();
+        let keys = vec!["dt".to_string(), "hour".to_string()];
+        assert_eq!(plan_columns(t, &existing, &keys), Ok(ColumnPlan::Unchanged));
+        // Each table is checked against its own contract.
+        let err = plan_columns(Table::AccessLogs, &existing, &keys).unwrap_err();
+        assert!(err.to_string().contains("edgeway.access_logs"), "{err}");
+        let err = plan_columns(t, &existing[..3], &["day".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("edgeway.policy_changes"), "{err}");
+    }
+
+    #[test]
     fn columns_added_are_planned_and_removals_refused() {
         let keys = vec!["dt".to_string(), "hour".to_string()];
         let all: Vec<(String, String)> = columns()
             .into_iter()
             .map(|c| (c.name, c.glue_type))
             .collect();
-        assert_eq!(plan_columns(&all, &keys), Ok(ColumnPlan::Unchanged));
+        assert_eq!(
+            plan_columns(Table::AccessLogs, &all, &keys),
+            Ok(ColumnPlan::Unchanged)
+        );
         let fewer = &all[..all.len() - 2];
-        match plan_columns(fewer, &keys).unwrap() {
+        match plan_columns(Table::AccessLogs, fewer, &keys).unwrap() {
             ColumnPlan::Add(cols) => assert_eq!(cols.len(), 2),
             other => panic!("{other:?}"),
         }
         let mut extra = all.clone();
         extra.push(("legacy".into(), "string".into()));
         extra[2].1 = "bigint".into();
-        let err = plan_columns(&extra, &keys).unwrap_err();
+        let err = plan_columns(Table::AccessLogs, &extra, &keys).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("legacy") && msg.contains("request_id is `bigint`"),
             "{msg}"
         );
-        assert!(plan_columns(&all, &["day".to_string()]).is_err());
+        assert!(plan_columns(Table::AccessLogs, &all, &["day".to_string()]).is_err());
     }
 }

@@ -81,10 +81,16 @@ pub async fn read_all(k: &aws_sdk_kinesis::Client, name: &str) -> Vec<Batch> {
                 .expect("get records");
             for rec in r.records() {
                 let blob = rec.data().as_ref();
+                // Access-log records only: other kinds (policy changes) are left out.
                 let records = kpl::deaggregate(blob)
                     .expect("valid aggregate")
                     .iter()
-                    .map(|b| AccessLogRecord::from_bytes(b).expect("valid record"))
+                    .filter_map(|b| match edgeway_record::kind::split(b) {
+                        Ok((edgeway_record::kind::RecordKind::AccessLog, body)) => {
+                            Some(AccessLogRecord::from_bytes(body).expect("valid record"))
+                        }
+                        _ => None,
+                    })
                     .collect();
                 out.push(Batch {
                     key: rec.partition_key().unwrap_or_default().to_string(),

@@ -240,8 +240,32 @@ impl Drop for Gateway {
     }
 }
 
-/// Every batch in a local access log: (batch id, records).
+/// Every batch in a local access log: (batch id, access-log records). Records of other
+/// kinds (policy changes, [`read_policy_changes`]) are left out.
 pub fn read_access_log(dir: &Path) -> Vec<(String, Vec<edgeway_record::AccessLogRecord>)> {
+    read_log(dir, |kind, body| {
+        (kind == edgeway_record::kind::RecordKind::AccessLog)
+            .then(|| edgeway_record::AccessLogRecord::from_bytes(body).expect("valid record"))
+    })
+}
+
+/// Every policy-change record in a local access log, in log order.
+pub fn read_policy_changes(dir: &Path) -> Vec<edgeway_record::policy_change::PolicyChangeRecord> {
+    use edgeway_record::policy_change::PolicyChangeRecord;
+    read_log(dir, |kind, body| {
+        (kind == edgeway_record::kind::RecordKind::PolicyChange)
+            .then(|| PolicyChangeRecord::from_body(body).expect("valid policy change"))
+    })
+    .into_iter()
+    .flat_map(|(_, r)| r)
+    .collect()
+}
+
+/// Every batch of a local log: (batch id, the records `pick` decodes).
+fn read_log<T>(
+    dir: &Path,
+    pick: impl Fn(edgeway_record::kind::RecordKind, &[u8]) -> Option<T>,
+) -> Vec<(String, Vec<T>)> {
     use edgeway_record::segment::{Position, SegmentReader};
     let mut r = SegmentReader::new(dir, Position::default());
     let mut out = Vec::new();
@@ -250,7 +274,10 @@ pub fn read_access_log(dir: &Path) -> Vec<(String, Vec<edgeway_record::AccessLog
         let recs = edgeway_record::kpl::deaggregate(&frame.payload)
             .expect("valid aggregate")
             .iter()
-            .map(|b| edgeway_record::AccessLogRecord::from_bytes(b).expect("valid record"))
+            .filter_map(|b| {
+                let (kind, body) = edgeway_record::kind::split(b).expect("known record kind");
+                pick(kind, body)
+            })
             .collect();
         out.push((key, recs));
     }

@@ -204,13 +204,18 @@ async fn full_log_drops_and_counts_every_drop() {
                     "accesslog_records_dropped_total",
                     &[("reason", "log_full")],
                 );
-                (written + dropped == n as f64 && dropped > 0.0).then_some((written, dropped))
+                // n requests and the policy-change event of the load at start.
+                (written + dropped == (n + 1) as f64 && dropped > 0.0).then_some((written, dropped))
             }
         },
     )
     .await;
     let written = gw.metric("accesslog_records_written_total", &[]).await as usize;
-    let on_disk: usize = read_access_log(&log_dir).iter().map(|(_, r)| r.len()).sum();
+    let on_disk: usize = read_access_log(&log_dir)
+        .iter()
+        .map(|(_, r)| r.len())
+        .sum::<usize>()
+        + e2e::read_policy_changes(&log_dir).len();
     assert_eq!(on_disk, written, "what was counted as written is on disk");
     let used: u64 = std::fs::read_dir(&log_dir)
         .unwrap()

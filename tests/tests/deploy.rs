@@ -315,6 +315,10 @@ async fn iam_policies_name_exactly_the_created_resources() {
         glue("catalog"),
         glue(&format!("database/{db}")),
         glue(&format!("table/{db}/{tbl}")),
+        glue(&format!(
+            "table/{db}/{}",
+            edgeway_record::table::POLICY_CHANGES_TABLE
+        )),
     ];
     let prefix = stack
         .out("LakeRoot")

@@ -688,6 +688,10 @@ async fn init_against_moto_creates_table_workgroup_and_named_queries_once() {
         "{first}"
     );
     assert!(first.contains("glue table edgeway.access_logs"), "{first}");
+    assert!(
+        first.contains("glue table edgeway.policy_changes"),
+        "{first}"
+    );
     let n = lake::named::FILES.len();
     assert_eq!(
         first.matches("created   athena named query").count(),
@@ -715,7 +719,10 @@ async fn init_against_moto_creates_table_workgroup_and_named_queries_once() {
              print(all(x['Database'] == 'edgeway' and 'access_logs' in x['QueryString'] for x in q))\n\
              t = glue.get_table(DatabaseName='edgeway', Name='access_logs')['Table']\n\
              print(t['TableType'], t['StorageDescriptor']['SerdeInfo']['SerializationLibrary'])\n\
-             print(len(t['StorageDescriptor']['Columns']), [k['Name'] for k in t['PartitionKeys']], t['Parameters']['projection.enabled'])\n"
+             print(len(t['StorageDescriptor']['Columns']), [k['Name'] for k in t['PartitionKeys']], t['Parameters']['projection.enabled'])\n\
+             p = glue.get_table(DatabaseName='edgeway', Name='policy_changes')['Table']\n\
+             cols = dict((c['Name'], c['Type']) for c in p['StorageDescriptor']['Columns'])\n\
+             print(p['StorageDescriptor']['Location'], cols['files_changed'], cols['errors'], [k['Name'] for k in p['PartitionKeys']], p['Parameters']['storage.location.template'])\n"
         ),
     );
     let lines: Vec<&str> = check.lines().collect();
@@ -731,6 +738,14 @@ async fn init_against_moto_creates_table_workgroup_and_named_queries_once() {
     assert_eq!(
         lines[4],
         format!("{} ['dt', 'hour'] true", edgeway_record::COLUMNS.len())
+    );
+    // The second table: its own location, list columns, the same partitioning.
+    assert_eq!(
+        lines[5],
+        format!(
+            "s3://{bucket}/lake/policy_changes/ array<string> array<string> ['dt', 'hour'] \
+             s3://{bucket}/lake/policy_changes/dt=${{dt}}/hour=${{hour}}"
+        )
     );
 }
 

@@ -77,9 +77,17 @@ impl AccessLog {
     /// Queue one record. Never waits: when the queue is full the record is dropped and the
     /// drop counted (the writer is not keeping up with disk).
     pub fn emit(&self, record: &AccessLogRecordRef<'_>) {
-        self.metrics.emitted.inc();
         let mut buf = Vec::with_capacity(ENCODED_CAPACITY);
         record.encode(&mut buf);
+        self.emit_encoded(buf);
+    }
+
+    /// Queue one record already encoded with its kind ([`edgeway_record::kind`]): another
+    /// table's record (a policy change) on the same durable path. Never waits, like [`emit`].
+    ///
+    /// [`emit`]: AccessLog::emit
+    pub fn emit_encoded(&self, buf: Vec<u8>) {
+        self.metrics.emitted.inc();
         match self.tx.try_send(buf) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {

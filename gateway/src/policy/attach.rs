@@ -49,19 +49,30 @@ impl Attachments {
     /// gives the same version.
     pub fn digest(&self, base_dir: &Path, h: &mut sha2::Sha256) {
         use sha2::Digest;
-        let mut paths: Vec<&PathBuf> = self.files.keys().collect();
-        paths.sort();
-        for p in paths {
-            let name = p.strip_prefix(base_dir).unwrap_or(p).to_string_lossy();
+        for (name, bytes) in self.contents(base_dir) {
             h.update((name.len() as u64).to_le_bytes());
             h.update(name.as_bytes());
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
+    }
+
+    /// Every attachment as (path relative to `base_dir`, its bytes or the read error), in
+    /// path order.
+    pub fn contents<'a>(
+        &'a self,
+        base_dir: &'a Path,
+    ) -> impl Iterator<Item = (std::borrow::Cow<'a, str>, &'a [u8])> + 'a {
+        let mut paths: Vec<&PathBuf> = self.files.keys().collect();
+        paths.sort();
+        paths.into_iter().map(move |p| {
+            let name = p.strip_prefix(base_dir).unwrap_or(p).to_string_lossy();
             let bytes: &[u8] = match &self.files[p] {
                 Ok(b) => b,
                 Err(e) => e.as_bytes(),
             };
-            h.update((bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
-        }
+            (name, bytes)
+        })
     }
 
     /// The bytes of `rel` (relative to `base_dir`), as read by [`Attachments::load`].

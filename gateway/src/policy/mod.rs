@@ -8,6 +8,7 @@
 
 pub mod attach;
 pub mod file;
+pub mod fingerprint;
 pub mod validate;
 
 use std::fmt;
@@ -164,13 +165,31 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Source>, PolicyErrors> {
 /// Read, parse and validate a policy directory: read the sources, parse them, read the
 /// files they refer to (resolved relative to `dir`), then validate, purely.
 pub fn load_dir(dir: &Path) -> Result<Snapshot, PolicyErrors> {
-    let sources = read_dir(dir)?;
+    load_dir_fingerprinted(dir).0
+}
+
+/// [`load_dir`], and the [`fingerprint::Fingerprint`] of what it read (the content version
+/// and a hash per file), whether the policy is valid or not: the reload audit trail names
+/// the files an applied or rejected load changed.
+pub fn load_dir_fingerprinted(
+    dir: &Path,
+) -> (Result<Snapshot, PolicyErrors>, fingerprint::Fingerprint) {
+    let sources = match read_dir(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            let none = attach::Attachments::default();
+            return (Err(e), fingerprint::Fingerprint::of(&[], &none, dir));
+        }
+    };
     let mut errs = validate::Errors::new(&sources);
     let files = validate::parse(&mut errs, &sources);
     let attachments = attach::Attachments::load(&files, dir);
-    let mut snapshot = validate::validate(&files, &attachments, dir, errs)?;
-    snapshot.version = content_version(&sources, &attachments, dir).into();
-    Ok(snapshot)
+    let print = fingerprint::Fingerprint::of(&sources, &attachments, dir);
+    let result = validate::validate(&files, &attachments, dir, errs).map(|mut snapshot| {
+        snapshot.version = print.version.as_str().into();
+        snapshot
+    });
+    (result, print)
 }
 
 /// The policy version: a content hash of the policy files and of the files they refer to (IP

@@ -136,7 +136,7 @@ impl Simulator {
         let (placeholders, caveats) = take_offline(&mut offline);
         let clock = ManualClock::new(now_ms);
         let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-        let shared = Shared::from_snapshot(offline, dir, dyn_clock).await?;
+        let shared = Shared::from_snapshot(offline, dir, dyn_clock, Default::default()).await?;
         let gateway = Gateway {
             shared,
             log_requests: false,

@@ -16,8 +16,6 @@
 
 use std::sync::Arc;
 
-use edgeway_record::table::Partition;
-
 use super::WriteError;
 use crate::checkpoint::{Checkpoint, CheckpointSink, Pos};
 use crate::clock::Clock;
@@ -27,6 +25,17 @@ use crate::metrics::{inc, Metrics};
 /// With no file open, a resume position moved by reading alone (error objects, replayed or
 /// repeated records) is saved at most this often, or every age limit if that is shorter.
 pub const IDLE_SAVE_INTERVAL_MS: i64 = 10_000;
+
+/// How the checkpoint names the slot of a file (its table and partition).
+pub(super) trait SlotKey {
+    fn checkpoint_key(&self) -> String;
+}
+
+impl SlotKey for super::decode::Slot {
+    fn checkpoint_key(&self) -> String {
+        super::decode::Slot::checkpoint_key(self)
+    }
+}
 
 /// One shard's checkpoint and the reading state derived from it.
 pub(super) struct Progress {
@@ -99,17 +108,21 @@ impl Progress {
 
     /// Whether the record at `pos` of partition `p` is in a durable file already (a replay
     /// re-reads records of partitions rolled after the resume position).
-    pub fn in_a_file(&self, p: &Partition, pos: &Pos) -> bool {
+    pub fn in_a_file(&self, p: &impl SlotKey, pos: &Pos) -> bool {
         if self.ckpt.flushed.is_empty() {
             return false;
         }
-        self.ckpt.flushed.get(&p.path()).is_some_and(|f| pos < f)
+        self.ckpt
+            .flushed
+            .get(&p.checkpoint_key())
+            .is_some_and(|f| pos < f)
     }
 
     /// Whether `p`'s file must be cut right after `pos`, where it was being completed when
     /// the last worker stopped. True once.
-    pub fn cut_after(&mut self, p: &Partition, pos: &Pos) -> bool {
-        let here = matches!(&self.cut, Some((cp, cpos)) if cpos == pos && *cp == p.path());
+    pub fn cut_after(&mut self, p: &impl SlotKey, pos: &Pos) -> bool {
+        let here =
+            matches!(&self.cut, Some((cp, cpos)) if cpos == pos && *cp == p.checkpoint_key());
         if here {
             self.cut = None;
         }
@@ -117,19 +130,19 @@ impl Progress {
     }
 
     /// Before `p`'s file is uploaded: save that it ends at `last`.
-    pub async fn begin(&mut self, p: &Partition, last: &Pos) -> Result<(), WriteError> {
-        self.ckpt.pending = Some((p.path(), last.clone()));
+    pub async fn begin(&mut self, p: &impl SlotKey, last: &Pos) -> Result<(), WriteError> {
+        self.ckpt.pending = Some((p.checkpoint_key(), last.clone()));
         self.save().await
     }
 
     /// After `p`'s file is durable: its records up to `last` are done.
     pub async fn complete(
         &mut self,
-        p: &Partition,
+        p: &impl SlotKey,
         last: &Pos,
         first_open: Option<Pos>,
     ) -> Result<(), WriteError> {
-        self.ckpt.flushed.insert(p.path(), last.next());
+        self.ckpt.flushed.insert(p.checkpoint_key(), last.next());
         self.ckpt.pending = None;
         self.advance_resume(first_open);
         self.save().await
@@ -189,6 +202,14 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgeway_record::table::Partition;
+
+    /// The tests name access-log partitions, whose key is the partition path.
+    impl SlotKey for Partition {
+        fn checkpoint_key(&self) -> String {
+            self.path()
+        }
+    }
     use crate::checkpoint::Seq;
     use crate::clock::ManualClock;
 

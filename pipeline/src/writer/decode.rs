@@ -10,9 +10,17 @@
 //!
 //! No I/O and no metrics: the writer acts on the answer. Records decode lazily, borrowing
 //! the input bytes, straight into the open file's Arrow builders.
+//!
+//! The demux: each user record's kind ([`edgeway_record::kind`]) picks its table. Access-log
+//! records (bare protobuf) go to `access_logs`, policy-change records (kind 1) to
+//! `policy_changes`; a record of an unknown kind, or one that does not decode as its kind, is
+//! refused with the reason like any other bad record (the writer counts it and writes it to
+//! the error prefix), and the records around it carry on.
 
+use edgeway_record::kind::{self, KindError, RecordKind};
 use edgeway_record::kpl;
-use edgeway_record::table::Partition;
+use edgeway_record::policy_change::PolicyChangeRecord;
+use edgeway_record::table::{Partition, Table};
 use edgeway_record::AccessLogRecordRef;
 
 use crate::checkpoint::{Pos, Seq};
@@ -24,13 +32,7 @@ pub const MAX_EVENT_TIME_MS: i64 = 4_102_444_800_000; // 2100-01-01
 
 /// Why a decoded record is refused.
 pub fn validate(r: &AccessLogRecordRef<'_>) -> Result<(), String> {
-    if !(MIN_EVENT_TIME_MS..MAX_EVENT_TIME_MS).contains(&r.event_time) {
-        return Err(format!(
-            "event_time {} ms is outside 2000-01-01..2100-01-01",
-            r.event_time
-        ));
-    }
-    Ok(())
+    check_time(r.event_time)
 }
 
 /// What one Kinesis record is to the writer.
@@ -49,20 +51,75 @@ pub(super) enum Blob<'a> {
     Records(Records<'a>),
 }
 
+/// Where a record goes: one table's partition. Each slot has its own open file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot {
+    pub table: Table,
+    pub partition: Partition,
+}
+
+impl Slot {
+    pub fn access_logs(partition: Partition) -> Slot {
+        Slot {
+            table: Table::AccessLogs,
+            partition,
+        }
+    }
+
+    /// The slot's name in the checkpoint: `dt=…/hour=…` for access logs (as checkpoints
+    /// written before there were other tables name them), `<table>/dt=…/hour=…` otherwise.
+    pub fn checkpoint_key(&self) -> String {
+        match self.table {
+            Table::AccessLogs => self.partition.path(),
+            t => format!("{}/{}", t.dir(), self.partition.path()),
+        }
+    }
+}
+
+/// A decoded record, of one of the lake's tables.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the large variant is the hot one (every request); boxing it would allocate per record"
+)]
+pub(super) enum Row<'a> {
+    /// Strings borrow the input bytes.
+    Access(AccessLogRecordRef<'a>),
+    /// Rare (one per policy load): decoded owned.
+    PolicyChange(PolicyChangeRecord),
+}
+
+impl Row<'_> {
+    fn event_time(&self) -> i64 {
+        match self {
+            Row::Access(r) => r.event_time,
+            Row::PolicyChange(r) => r.event_time,
+        }
+    }
+
+    fn table(&self) -> Table {
+        match self {
+            Row::Access(_) => Table::AccessLogs,
+            Row::PolicyChange(_) => Table::PolicyChanges,
+        }
+    }
+}
+
 /// One user record of a [`Blob::Records`], decoded and checked.
 pub(super) struct Record<'a> {
     pub pos: Pos,
-    pub partition: Partition,
-    pub rec: AccessLogRecordRef<'a>,
+    pub slot: Slot,
+    pub row: Row<'a>,
     /// Its protobuf bytes (for size estimates and memory accounting).
     pub data_len: usize,
 }
 
-/// One user record of a [`Blob::Records`] that is not an `AccessLogRecord`, or that
-/// [`validate`] refuses.
+/// One user record of a [`Blob::Records`] that does not decode as its kind, is of an unknown
+/// kind, or that [`validate`] refuses.
 pub(super) struct Refused<'a> {
     pub sub: u32,
     pub reason: String,
+    /// The kind byte is unknown (a newer gateway's record), not garbage.
+    pub unknown_kind: bool,
     pub data: &'a [u8],
 }
 
@@ -119,24 +176,53 @@ impl<'a> Iterator for Records<'a> {
                 continue;
             }
             return Some(match decode(data) {
-                Ok(rec) => Ok(Record {
+                Ok(row) => Ok(Record {
                     pos,
-                    partition: Partition::of(rec.event_time),
-                    rec,
+                    slot: Slot {
+                        table: row.table(),
+                        partition: Partition::of(row.event_time()),
+                    },
+                    row,
                     data_len: data.len(),
                 }),
-                Err(reason) => Err(Refused { sub, reason, data }),
+                Err((reason, unknown_kind)) => Err(Refused {
+                    sub,
+                    reason,
+                    unknown_kind,
+                    data,
+                }),
             });
         }
         None
     }
 }
 
-fn decode(data: &[u8]) -> Result<AccessLogRecordRef<'_>, String> {
-    let rec =
-        AccessLogRecordRef::decode(data).map_err(|e| format!("not an AccessLogRecord: {e}"))?;
-    validate(&rec)?;
-    Ok(rec)
+/// The record in `data`, or why not (and whether only its kind is unknown).
+fn decode(data: &[u8]) -> Result<Row<'_>, (String, bool)> {
+    let row = match kind::split(data) {
+        Ok((RecordKind::AccessLog, body)) => Row::Access(
+            AccessLogRecordRef::decode(body)
+                .map_err(|e| (format!("not an AccessLogRecord: {e}"), false))?,
+        ),
+        Ok((RecordKind::PolicyChange, body)) => Row::PolicyChange(
+            PolicyChangeRecord::from_body(body)
+                .map_err(|e| (format!("not a PolicyChangeRecord: {e}"), false))?,
+        ),
+        Err(e @ KindError::Unknown(_)) => return Err((e.to_string(), true)),
+        Err(e) => return Err((e.to_string(), false)),
+    };
+    check_time(row.event_time()).map_err(|e| (e, false))?;
+    Ok(row)
+}
+
+/// Why a record's event time is refused.
+fn check_time(event_time: i64) -> Result<(), String> {
+    if !(MIN_EVENT_TIME_MS..MAX_EVENT_TIME_MS).contains(&event_time) {
+        return Err(format!(
+            "event_time {event_time} ms is outside 2000-01-01..2100-01-01"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -177,15 +263,30 @@ mod tests {
             .map(|i| match i {
                 Ok(Record {
                     pos,
-                    partition,
-                    rec,
+                    slot,
+                    row,
                     data_len,
                 }) => {
-                    assert_eq!(partition, Partition::of(rec.event_time));
+                    assert_eq!(slot.partition, Partition::of(row.event_time()));
+                    assert_eq!(slot.table, row.table());
                     assert!(data_len > 0);
-                    (pos.sub, rec.request_id.to_string())
+                    match row {
+                        Row::Access(rec) => (pos.sub, rec.request_id.to_string()),
+                        Row::PolicyChange(rec) => (pos.sub, format!("policy {}", rec.new_version)),
+                    }
                 }
-                Err(Refused { sub, reason, .. }) => (sub, format!("refused: {reason}")),
+                Err(Refused {
+                    sub,
+                    reason,
+                    unknown_kind,
+                    ..
+                }) => (
+                    sub,
+                    format!(
+                        "refused{}: {reason}",
+                        if unknown_kind { " (kind)" } else { "" }
+                    ),
+                ),
             })
             .collect()
     }
@@ -211,6 +312,65 @@ mod tests {
             )
         );
         assert_eq!(got[3], (3, "r3".to_string()));
+    }
+
+    fn policy_change(version: &str, t: i64) -> Vec<u8> {
+        PolicyChangeRecord {
+            event_time: t,
+            new_version: version.into(),
+            ..Default::default()
+        }
+        .to_framed_bytes()
+    }
+
+    #[test]
+    fn records_are_demultiplexed_by_kind_and_unknown_kinds_or_garbage_are_refused() {
+        let mut bad_body = policy_change("x", T0);
+        bad_body.truncate(bad_body.len() - 1);
+        let blob = aggregate(
+            "gw-a-2",
+            &[
+                rec("r0", T0),
+                policy_change("v2", T0),
+                vec![0x00, 0x07, 1, 2, 3],
+                vec![0x00],
+                bad_body,
+                policy_change("old", 5),
+                rec("r6", T0),
+            ],
+        );
+        let got = items(open(&seq(9), &blob, None, &mut BatchIds::default()));
+        assert_eq!(got[0], (0, "r0".to_string()));
+        assert_eq!(got[1], (1, "policy v2".to_string()));
+        assert!(
+            got[2]
+                .1
+                .starts_with("refused (kind): record kind 7 is unknown"),
+            "{got:?}"
+        );
+        assert!(
+            got[3]
+                .1
+                .starts_with("refused: record starts with the kind marker"),
+            "{got:?}"
+        );
+        assert!(
+            got[4].1.starts_with("refused: not a PolicyChangeRecord"),
+            "{got:?}"
+        );
+        assert!(got[5].1.contains("event_time 5 ms is outside"), "{got:?}");
+        assert_eq!(got[6], (6, "r6".to_string()));
+        // Each table has its own slot in the same hour.
+        let Blob::Records(mut records) = open(&seq(9), &blob, None, &mut BatchIds::default())
+        else {
+            panic!("records");
+        };
+        let a = records.next().unwrap().ok().unwrap().slot;
+        let p = records.next().unwrap().ok().unwrap().slot;
+        assert_eq!(a, Slot::access_logs(Partition::of(T0)));
+        assert_eq!(p.table, Table::PolicyChanges);
+        assert_eq!(a.checkpoint_key(), "dt=2025-11-22/hour=02");
+        assert_eq!(p.checkpoint_key(), "policy_changes/dt=2025-11-22/hour=02");
     }
 
     #[test]

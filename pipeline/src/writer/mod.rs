@@ -2,8 +2,11 @@
 //!
 //! In: Kinesis records (or local log frames) in shard order, through [`ShardWriter::ingest`],
 //! and the passing of time, through [`ShardWriter::maintain`]. Out: Parquet files under
-//! `access_logs/dt=…/hour=…/` and error objects under `errors/` in the lake, and the shard's
-//! [`Checkpoint`], which moves only past records in durable files.
+//! `access_logs/dt=…/hour=…/` and `policy_changes/dt=…/hour=…/` (each record's kind picks its
+//! table; one open file per table and partition, a [`Slot`]) and error objects under
+//! `errors/` in the lake, and the shard's [`Checkpoint`], which moves only past records in
+//! durable files, whatever their table: both tables share the checkpoint, the replay rules
+//! and the dedupe window.
 //!
 //! The writer is a short orchestration of one part per concern:
 //! - `decode`: a Kinesis record → its user records, after the resume position and the
@@ -25,8 +28,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use edgeway_record::table::Partition;
-use edgeway_record::AccessLogRecordRef;
+use edgeway_record::table::Table;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointSink, Pos, Seq};
 use crate::clock::Clock;
@@ -43,11 +45,11 @@ pub mod roll;
 mod upload;
 
 pub use catalog::PartitionRegistry;
-pub use decode::{validate, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS};
+pub use decode::{validate, Slot, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS};
 pub use error_object::MAX_ERROR_DATA_BYTES;
 
 use commit::Progress;
-use decode::{Blob, Record, Refused};
+use decode::{Blob, Record, Refused, Row};
 use error_object::Rejected;
 use open_file::OpenFiles;
 use roll::{RollLimits, RollReason};
@@ -189,11 +191,19 @@ impl ShardWriter {
                     match item {
                         Ok(Record {
                             pos,
-                            partition,
-                            rec,
+                            slot,
+                            row,
                             data_len,
-                        }) => self.add(partition, pos, &rec, data_len).await?,
-                        Err(Refused { sub, reason, data }) => {
+                        }) => self.add(slot, pos, &row, data_len).await?,
+                        Err(Refused {
+                            sub,
+                            reason,
+                            unknown_kind,
+                            data,
+                        }) => {
+                            if unknown_kind {
+                                inc(&self.ctx.metrics.unknown_kind, 1);
+                            }
                             self.reject(seq, Some(sub), &reason, data).await?
                         }
                     }
@@ -208,9 +218,9 @@ impl ShardWriter {
     /// right after it if the crashed worker was completing the file there.
     async fn add(
         &mut self,
-        p: Partition,
+        p: Slot,
         pos: Pos,
-        rec: &AccessLogRecordRef<'_>,
+        row: &Row<'_>,
         data_len: usize,
     ) -> Result<(), WriteError> {
         if self.progress.in_a_file(&p, &pos) {
@@ -218,9 +228,12 @@ impl ShardWriter {
             return Ok(());
         }
         inc(&self.ctx.metrics.records_in, 1);
+        if p.table == Table::PolicyChanges {
+            inc(&self.ctx.metrics.policy_changes_in, 1);
+        }
         let cut = self.progress.cut_after(&p, &pos);
         self.files
-            .append(p, pos, rec, data_len, self.ctx.clock.now_ms());
+            .append(p, pos, row, data_len, self.ctx.clock.now_ms());
         if cut {
             self.roll(p, RollReason::ReplayCut).await?;
         }
@@ -249,7 +262,7 @@ impl ShardWriter {
     }
 
     /// Sort the waiting rows of `p` and spill them as one run.
-    fn spill(&mut self, p: Partition) -> Result<(), WriteError> {
+    fn spill(&mut self, p: Slot) -> Result<(), WriteError> {
         if self.files.spill(p)? {
             inc(&self.ctx.metrics.runs_spilled, 1);
         }
@@ -258,7 +271,7 @@ impl ShardWriter {
 
     /// Complete `p`'s file and checkpoint: pending first (so a replay cuts at the same
     /// record), then the durable file, then the advanced checkpoint.
-    async fn roll(&mut self, p: Partition, reason: RollReason) -> Result<(), WriteError> {
+    async fn roll(&mut self, p: Slot, reason: RollReason) -> Result<(), WriteError> {
         let Some(last) = self.files.last(&p).cloned() else {
             return Ok(());
         };
@@ -272,9 +285,9 @@ impl ShardWriter {
         inc(&m.files_written, 1);
         inc(&m.records_out, written.rows);
         inc(&m.bytes_written, written.bytes);
-        tracing::info!(shard = %self.shard, %key, rows, bytes = written.bytes, reason = reason.as_str(), "file written");
-        if let Some(r) = &self.ctx.partitions {
-            r.ensure(p, &self.ctx.metrics).await;
+        tracing::info!(shard = %self.shard, table = p.table.name(), %key, rows, bytes = written.bytes, reason = reason.as_str(), "file written");
+        if let (Some(r), Table::AccessLogs) = (&self.ctx.partitions, p.table) {
+            r.ensure(p.partition, &self.ctx.metrics).await;
         }
         self.progress
             .complete(&p, &last, self.files.first_open())

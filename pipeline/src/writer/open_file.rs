@@ -1,7 +1,8 @@
-//! The files a shard has open, one per partition, and the rows waiting in them.
+//! The files a shard has open, one per slot (a table's partition), and the rows waiting in
+//! them.
 //!
-//! In: decoded records ([`OpenFiles::append`]) with their position and partition. The first
-//! record of a partition opens its file, keyed by the shard and that record's sequence number
+//! In: decoded records ([`OpenFiles::append`]) with their position and slot. The first
+//! record of a slot opens its file, keyed by the shard and that record's sequence number
 //! (so a replay names it the same). Rows wait in Arrow builders, up to one row group per
 //! file; [`OpenFiles::spill`] sorts them by event time and appends them as one run to the
 //! file's spill file on local disk ([`Runs`]).
@@ -18,12 +19,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use edgeway_record::arrow::{schema, sort_by_time};
+use arrow_schema::SchemaRef;
+use edgeway_record::arrow::sort_by_time;
 use edgeway_record::merge::SortedMerge;
+use edgeway_record::policy_change::PolicyChangeBuilders;
 use edgeway_record::record::ColumnBuilders;
-use edgeway_record::table::{self, Partition};
-use edgeway_record::AccessLogRecordRef;
+use edgeway_record::table::Table;
 
+use super::decode::{Row, Slot};
 use super::roll::RollInputs;
 use super::WriteError;
 use crate::checkpoint::Pos;
@@ -37,6 +40,46 @@ fn rec_bytes(data_len: usize) -> usize {
     data_len + 4 * edgeway_record::COLUMNS.len()
 }
 
+/// The Arrow builders of one table.
+enum Rows {
+    Access(Box<ColumnBuilders>),
+    PolicyChange(Box<PolicyChangeBuilders>),
+}
+
+impl Rows {
+    fn new(table: Table) -> Rows {
+        match table {
+            Table::AccessLogs => {
+                Rows::Access(Box::new(ColumnBuilders::with_capacity(INITIAL_ROWS)))
+            }
+            Table::PolicyChanges => Rows::PolicyChange(Box::default()),
+        }
+    }
+
+    fn schema(&self) -> SchemaRef {
+        match self {
+            Rows::Access(_) => edgeway_record::arrow::schema(),
+            Rows::PolicyChange(_) => edgeway_record::policy_change::schema(),
+        }
+    }
+
+    /// A slot holds one table's rows, so the row always matches the builders.
+    fn append(&mut self, row: &Row<'_>) {
+        match (self, row) {
+            (Rows::Access(b), Row::Access(r)) => b.append_ref(r),
+            (Rows::PolicyChange(b), Row::PolicyChange(r)) => b.append(r),
+            _ => tracing::error!("a record reached another table's file; dropped"),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<arrow_array::ArrayRef> {
+        match self {
+            Rows::Access(b) => b.finish(),
+            Rows::PolicyChange(b) => b.finish(),
+        }
+    }
+}
+
 struct OpenFile {
     key: String,
     first: Pos,
@@ -44,7 +87,7 @@ struct OpenFile {
     opened_ms: i64,
     last_write_ms: i64,
     /// Rows waiting in memory, decoded straight into Arrow builders.
-    rows: ColumnBuilders,
+    rows: Rows,
     rows_n: usize,
     rows_bytes: usize,
     runs: Runs,
@@ -57,7 +100,7 @@ impl OpenFile {
     /// The waiting rows as one batch sorted by event time; the builders are left empty.
     fn sorted_rows(&mut self) -> Result<RecordBatch, WriteError> {
         Ok(sort_by_time(RecordBatch::try_new(
-            schema(),
+            self.rows.schema(),
             self.rows.finish(),
         )?)?)
     }
@@ -66,6 +109,8 @@ impl OpenFile {
 /// A file taken out of the open set, ready for upload.
 pub(super) struct Sealed {
     pub key: String,
+    /// The table's schema.
+    pub schema: SchemaRef,
     /// Rows in it.
     pub rows: u64,
     /// Every row, in event-time order (ties in arrival order).
@@ -78,7 +123,7 @@ pub(super) struct OpenFiles {
     spill_dir: Option<PathBuf>,
     /// Bytes of rows waiting in memory across all shards.
     buffered: Arc<AtomicUsize>,
-    open: HashMap<Partition, OpenFile>,
+    open: HashMap<Slot, OpenFile>,
 }
 
 impl OpenFiles {
@@ -99,24 +144,17 @@ impl OpenFiles {
         self.open.is_empty()
     }
 
-    /// Add one record to its partition's file, opening the file if needed.
-    pub fn append(
-        &mut self,
-        p: Partition,
-        pos: Pos,
-        rec: &AccessLogRecordRef<'_>,
-        data_len: usize,
-        now_ms: i64,
-    ) {
+    /// Add one record to its slot's file, opening the file if needed.
+    pub fn append(&mut self, p: Slot, pos: Pos, row: &Row<'_>, data_len: usize, now_ms: i64) {
         let shard = &self.shard;
         let spill_dir = &self.spill_dir;
         let f = self.open.entry(p).or_insert_with(|| OpenFile {
-            key: table::data_file_key(&p, shard, pos.seq.as_str()),
+            key: p.table.file_key(&p.partition, shard, pos.seq.as_str()),
             first: pos.clone(),
             last: pos.clone(),
             opened_ms: now_ms,
             last_write_ms: now_ms,
-            rows: ColumnBuilders::with_capacity(INITIAL_ROWS),
+            rows: Rows::new(p.table),
             rows_n: 0,
             rows_bytes: 0,
             runs: Runs::new(spill_dir.clone()),
@@ -124,7 +162,7 @@ impl OpenFiles {
             rows_total: 0,
         });
         let b = rec_bytes(data_len);
-        f.rows.append_ref(rec);
+        f.rows.append(row);
         f.rows_n += 1;
         f.rows_bytes += b;
         f.data_bytes += data_len as u64;
@@ -135,7 +173,7 @@ impl OpenFiles {
     }
 
     /// The last record in `p`'s file.
-    pub fn last(&self, p: &Partition) -> Option<&Pos> {
+    pub fn last(&self, p: &Slot) -> Option<&Pos> {
         self.open.get(p).map(|f| &f.last)
     }
 
@@ -145,13 +183,13 @@ impl OpenFiles {
     }
 
     /// Every open partition, in order.
-    pub fn partitions(&self) -> Vec<Partition> {
-        let mut all: Vec<Partition> = self.open.keys().copied().collect();
+    pub fn partitions(&self) -> Vec<Slot> {
+        let mut all: Vec<Slot> = self.open.keys().copied().collect();
         all.sort();
         all
     }
 
-    pub fn roll_inputs(&self) -> Vec<(Partition, RollInputs)> {
+    pub fn roll_inputs(&self) -> Vec<(Slot, RollInputs)> {
         self.open
             .iter()
             .map(|(p, f)| {
@@ -168,8 +206,8 @@ impl OpenFiles {
     }
 
     /// Files holding at least `row_group_rows` rows in memory (due to spill a run), in order.
-    pub fn full_row_groups(&self, row_group_rows: usize) -> Vec<Partition> {
-        let mut full: Vec<Partition> = self
+    pub fn full_row_groups(&self, row_group_rows: usize) -> Vec<Slot> {
+        let mut full: Vec<Slot> = self
             .open
             .iter()
             .filter(|(_, f)| f.rows_n >= row_group_rows)
@@ -180,7 +218,7 @@ impl OpenFiles {
     }
 
     /// The file with the most bytes waiting in memory (ties: the later partition).
-    pub fn largest_waiting(&self) -> Option<Partition> {
+    pub fn largest_waiting(&self) -> Option<Slot> {
         self.open
             .iter()
             .filter(|(_, f)| f.rows_n > 0)
@@ -190,7 +228,7 @@ impl OpenFiles {
 
     /// Sort the waiting rows of `p` and spill them as one run. Returns whether it did (no
     /// file or no waiting rows: nothing to spill).
-    pub fn spill(&mut self, p: Partition) -> Result<bool, WriteError> {
+    pub fn spill(&mut self, p: Slot) -> Result<bool, WriteError> {
         let Some(f) = self.open.get_mut(&p) else {
             return Ok(false);
         };
@@ -206,7 +244,7 @@ impl OpenFiles {
     }
 
     /// Remove `p`'s file from the open set and merge its runs and waiting rows.
-    pub fn take(&mut self, p: Partition) -> Result<Option<Sealed>, WriteError> {
+    pub fn take(&mut self, p: Slot) -> Result<Option<Sealed>, WriteError> {
         let Some(mut f) = self.open.remove(&p) else {
             return Ok(None);
         };
@@ -217,6 +255,7 @@ impl OpenFiles {
             Some(f.sorted_rows()?)
         };
         Ok(Some(Sealed {
+            schema: f.rows.schema(),
             merge: f.runs.merge(tail)?,
             key: f.key,
             rows: f.rows_total,
@@ -236,7 +275,8 @@ impl Drop for OpenFiles {
 mod tests {
     use super::*;
     use crate::checkpoint::Seq;
-    use edgeway_record::AccessLogRecord;
+    use edgeway_record::table::Partition;
+    use edgeway_record::{AccessLogRecord, AccessLogRecordRef};
 
     const T0: i64 = 1_763_776_800_000; // 2025-11-22T02:00:00Z
     const HOUR: i64 = 3_600_000;
@@ -248,6 +288,10 @@ mod tests {
         }
     }
 
+    fn at(t: i64) -> Slot {
+        Slot::access_logs(Partition::of(t))
+    }
+
     fn add(files: &mut OpenFiles, p: &Pos, t: i64, id: &str) -> usize {
         let bytes = AccessLogRecord {
             event_time: t,
@@ -256,7 +300,13 @@ mod tests {
         }
         .to_bytes();
         let rec = AccessLogRecordRef::decode(&bytes).unwrap();
-        files.append(Partition::of(t), p.clone(), &rec, bytes.len(), t);
+        files.append(
+            Slot::access_logs(Partition::of(t)),
+            p.clone(),
+            &Row::Access(rec),
+            bytes.len(),
+            t,
+        );
         rec_bytes(bytes.len())
     }
 
@@ -279,7 +329,7 @@ mod tests {
         add(&mut f, &pos(10, 1), T0 - HOUR, "b");
         add(&mut f, &pos(11, 0), T0 + 5, "c");
         assert_eq!(f.len(), 2);
-        let (h2, h1) = (Partition::of(T0), Partition::of(T0 - HOUR));
+        let (h2, h1) = (at(T0), at(T0 - HOUR));
         assert_eq!(f.partitions(), vec![h1, h2]);
         assert_eq!(f.last(&h2), Some(&pos(11, 0)));
         assert_eq!(f.first_open(), Some(pos(10, 0)));
@@ -299,7 +349,7 @@ mod tests {
         let b = add(&mut f, &pos(1, 1), T0 + 1, "b");
         let c = add(&mut f, &pos(1, 2), T0 - HOUR, "c");
         assert_eq!(buffered.load(Ordering::Relaxed), 100 + a + b + c);
-        let (h2, h1) = (Partition::of(T0), Partition::of(T0 - HOUR));
+        let (h2, h1) = (at(T0), at(T0 - HOUR));
         assert_eq!(f.largest_waiting(), Some(h2));
         assert!(f.spill(h2).unwrap());
         assert!(!f.spill(h2).unwrap(), "nothing left to spill");
@@ -320,16 +370,10 @@ mod tests {
         add(&mut f, &pos(1, 1), T0, "b");
         add(&mut f, &pos(1, 2), T0 - HOUR, "c");
         assert_eq!(f.full_row_groups(3), vec![]);
-        assert_eq!(f.full_row_groups(2), vec![Partition::of(T0)]);
-        assert_eq!(
-            f.full_row_groups(1),
-            vec![Partition::of(T0 - HOUR), Partition::of(T0)]
-        );
+        assert_eq!(f.full_row_groups(2), vec![at(T0)]);
+        assert_eq!(f.full_row_groups(1), vec![at(T0 - HOUR), at(T0)]);
         let inputs = f.roll_inputs();
-        let (_, h2) = inputs
-            .iter()
-            .find(|(p, _)| *p == Partition::of(T0))
-            .unwrap();
+        let (_, h2) = inputs.iter().find(|(p, _)| *p == at(T0)).unwrap();
         assert_eq!(h2.opened_ms, T0);
         assert!(h2.data_bytes > 0);
     }

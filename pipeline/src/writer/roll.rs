@@ -9,8 +9,6 @@
 //! so a record of another hour opens another file and never rolls the current one; the other
 //! [`RollReason`]s are decided by the writer's protocol (a replay's cut, shutdown, SHARD_END).
 
-use edgeway_record::table::Partition;
-
 use super::WriterConfig;
 
 /// Protobuf bytes shrink about 8× in ZSTD Parquet (`bench/pipeline` measures the ratio).
@@ -95,11 +93,11 @@ pub fn roll_decision(file: &RollInputs, now_ms: i64, limits: &RollLimits) -> Opt
 /// The files to roll now, in the order to roll them: those due by size or age, by
 /// partition; then, if more than `max_open_files` would stay open, the least recently
 /// written of the rest (ties by partition) until that many are left.
-pub fn plan(
-    files: &[(Partition, RollInputs)],
+pub fn plan<K: Copy + Ord>(
+    files: &[(K, RollInputs)],
     now_ms: i64,
     limits: &RollLimits,
-) -> Vec<(Partition, RollReason)> {
+) -> Vec<(K, RollReason)> {
     let mut due = Vec::new();
     let mut rest = Vec::new();
     for (p, f) in files {
@@ -122,6 +120,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgeway_record::table::Partition;
 
     const T0: i64 = 1_763_776_800_000; // 2025-11-22T02:00:00Z
     const HOUR: i64 = 3_600_000;

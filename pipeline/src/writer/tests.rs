@@ -346,3 +346,103 @@ async fn replay_after_a_crash_rewrites_the_same_files() {
         assert!(fx.files().contains(&f));
     }
 }
+
+/// One aggregate holding access logs, a policy change, a record of a kind this pipeline does
+/// not know, and garbage: each table gets its own file, the unknown kind and the garbage go to
+/// the error prefix (counted), and a repeat of the batch is dropped whole, policy change too.
+#[tokio::test]
+async fn policy_changes_get_their_own_table_and_unknown_kinds_are_counted_and_skipped() {
+    use arrow_array::cast::AsArray;
+    use edgeway_record::policy_change::PolicyChangeRecord;
+    let fx = fixture(WriterConfig {
+        max_file_age_ms: 60_000,
+        ..Default::default()
+    });
+    let change = PolicyChangeRecord {
+        record_version: 1,
+        event_time: T0 + 3,
+        gateway_instance: "gw-1".into(),
+        cause: "reload".into(),
+        result: "rejected".into(),
+        old_version: Some("aaa".into()),
+        new_version: "bbb".into(),
+        serving_version: "aaa".into(),
+        files_changed: vec!["routes.toml".into()],
+        errors: vec!["routes.toml:1:1: route[0]: bad".into()],
+    };
+    let mut a = Aggregator::new("gw-mixed-1", 1 << 20);
+    for data in [
+        rec(1, T0).to_bytes(),
+        change.to_framed_bytes(),
+        vec![0x00, 0x2a, 0x08, 0x01],
+        vec![0xff, 0xff],
+        rec(2, T0 + 5).to_bytes(),
+    ] {
+        assert!(a.try_push(&data));
+    }
+    let mixed = a.finish();
+    let mut w = fx.writer().await;
+    w.ingest(&seq(1), &mixed).await.unwrap();
+    w.ingest(&seq(2), &mixed).await.unwrap();
+    fx.clock.advance_ms(60_000);
+    w.maintain().await.unwrap();
+    assert_eq!(
+        fx.files(),
+        vec![
+            "access_logs/dt=2025-11-22/hour=02/s1-1.parquet".to_string(),
+            "policy_changes/dt=2025-11-22/hour=02/s1-1.parquet".to_string(),
+        ]
+    );
+    assert_eq!(w.checkpoint().resume, Some(Pos::after(&seq(2))));
+    let m = &fx.ctx.metrics;
+    assert_eq!(
+        (
+            m.records_in.get(),
+            m.policy_changes_in.get(),
+            m.unknown_kind.get(),
+            m.errors.get(),
+            m.duplicates.get()
+        ),
+        (3, 1, 1, 2, 5)
+    );
+    let errors = std::fs::read_dir(fx.dir.path().join("errors/s1"))
+        .unwrap()
+        .count();
+    assert_eq!(errors, 2);
+    let file = std::fs::File::open(
+        fx.dir
+            .path()
+            .join("policy_changes/dt=2025-11-22/hour=02/s1-1.parquet"),
+    )
+    .unwrap();
+    let batches: Vec<_> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    assert_eq!(batches.len(), 1);
+    let b = &batches[0];
+    assert_eq!(b.schema(), edgeway_record::policy_change::schema());
+    let text = |c: &str| {
+        b.column_by_name(c)
+            .unwrap()
+            .as_string::<i32>()
+            .value(0)
+            .to_string()
+    };
+    assert_eq!(
+        (text("result"), text("new_version"), text("serving_version")),
+        ("rejected".into(), "bbb".into(), "aaa".into())
+    );
+    let errs = b
+        .column_by_name("errors")
+        .unwrap()
+        .as_list::<i32>()
+        .value(0);
+    assert_eq!(
+        errs.as_string::<i32>().value(0),
+        "routes.toml:1:1: route[0]: bad"
+    );
+}

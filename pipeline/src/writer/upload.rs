@@ -25,7 +25,12 @@ pub(super) struct Written {
 
 /// Write `file` to the lake and make it durable.
 pub(super) async fn upload(lake: &Lake, file: Sealed) -> Result<Written, WriteError> {
-    let Sealed { key, mut merge, .. } = file;
+    let Sealed {
+        key,
+        schema,
+        mut merge,
+        ..
+    } = file;
     let perr = |source| WriteError::Parquet {
         key: key.clone(),
         source,
@@ -33,7 +38,7 @@ pub(super) async fn upload(lake: &Lake, file: Sealed) -> Result<Written, WriteEr
     let out = BufWriter::new(lake.store.clone(), lake.path(&key));
     let mut w = AsyncArrowWriter::try_new(
         out,
-        edgeway_record::arrow::schema(),
+        schema,
         Some(edgeway_record::parquet::writer_properties()),
     )
     .map_err(perr)?;
