@@ -44,6 +44,24 @@ enum Cmd {
     Check {
         /// Directory of `*.toml` policy files.
         dir: PathBuf,
+        /// Exit 1 when there are warnings too (lints: open routes inside authenticated
+        /// prefixes, wildcard rules that do not reach a host, client-keyed limits, routes that
+        /// can never match, public caching of credentialed responses).
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Compare two policy directories for review: routes, auth, limits, IP lists, forwarding
+    /// and cache rules added, removed or changed, each with its file and line and classified
+    /// `weakens`, `strengthens` or `neutral`. Exits 2 when any change weakens security (so CI
+    /// can ask for a second approval), 1 when a directory is invalid, else 0.
+    Diff {
+        /// The policy directory before the change (e.g. a checkout of the base branch).
+        old: PathBuf,
+        /// The policy directory after the change.
+        new: PathBuf,
+        /// `text` (one line per change, then a summary) or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        format: DiffFormat,
     },
     /// Print the JSON Schema of a policy file (for editor validation).
     Schema,
@@ -56,6 +74,12 @@ enum Cmd {
         #[arg(long = "name")]
         names: Vec<String>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DiffFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -279,7 +303,8 @@ fn instance_id(explicit: Option<String>) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Check { dir } => check(&dir),
+        Cmd::Check { dir, deny_warnings } => check(&dir, deny_warnings),
+        Cmd::Diff { old, new, format } => diff(&old, &new, format),
         Cmd::Schema => {
             println!("{}", policy::json_schema());
             ExitCode::SUCCESS
@@ -306,7 +331,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(dir: &std::path::Path) -> ExitCode {
+fn check(dir: &std::path::Path, deny_warnings: bool) -> ExitCode {
     match policy::load_dir(dir) {
         Ok(s) => {
             for w in &s.warnings {
@@ -314,6 +339,9 @@ fn check(dir: &std::path::Path) -> ExitCode {
             }
             if !s.warnings.is_empty() {
                 eprintln!("{} warning(s) in {}", s.warnings.len(), dir.display());
+            }
+            if deny_warnings && !s.warnings.is_empty() {
+                return ExitCode::FAILURE;
             }
             println!(
                 "ok: {} routes, {} clusters, policy version {}",
@@ -330,6 +358,34 @@ fn check(dir: &std::path::Path) -> ExitCode {
             eprintln!("{} error(s) in {}", errors.0.len(), dir.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `gateway diff OLD NEW`: 2 when a change weakens security, 1 when a side is invalid.
+fn diff(old: &std::path::Path, new: &std::path::Path, format: DiffFormat) -> ExitCode {
+    let load = |dir: &std::path::Path| {
+        policy::load_dir(dir).map_err(|errors| {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!("{} error(s) in {}", errors.0.len(), dir.display());
+        })
+    };
+    let (Ok(old), Ok(new)) = (load(old), load(new)) else {
+        return ExitCode::FAILURE;
+    };
+    let changes = policy::diff::diff(&old, &new);
+    match format {
+        DiffFormat::Text => print!("{}", policy::diff::render_text(&changes)),
+        DiffFormat::Json => println!("{}", policy::diff::render_json(&changes)),
+    }
+    if changes
+        .iter()
+        .any(|c| c.effect == policy::diff::Effect::Weakens)
+    {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -113,14 +113,9 @@ fn policy(errs: &mut Errors, fi: usize, name: &str, p: &CachePolicyFile) -> Opti
         .as_ref()
         .map_or(AuthenticatedMode::Private, |a| *a.get_ref());
     if let Some(a) = &p.authenticated {
-        if *a.get_ref() == AuthenticatedMode::Public {
-            errs.warn(
-                fi,
-                a.span(),
-                &format!("{f}.authenticated"),
-                "responses to requests with credentials (Authorization, credential cookies, routes with an auth rule) and responses setting cookies get this policy's public cache headers: a CDN may serve one user's response to another".into(),
-            );
-        }
+        // `authenticated = "public"` is warned about by `policy::lint`, which also names the
+        // authenticated routes that use the policy.
+        errs.define(format!("{f}.authenticated"), fi, a.span());
     }
     let tags = p.tags.as_ref().and_then(|t| tags(errs, fi, &f, t));
     let mut rules = Vec::new();

@@ -7,7 +7,9 @@
 //! The proxy never sees the file types.
 
 pub mod attach;
+pub mod diff;
 pub mod file;
+pub mod lint;
 pub mod validate;
 
 use std::fmt;
