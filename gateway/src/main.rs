@@ -375,10 +375,12 @@ fn diff(old: &std::path::Path, new: &std::path::Path, format: DiffFormat) -> Exi
         return ExitCode::FAILURE;
     };
     let changes = policy::diff::diff(&old, &new);
-    match format {
-        DiffFormat::Text => print!("{}", policy::diff::render_text(&changes)),
-        DiffFormat::Json => println!("{}", policy::diff::render_json(&changes)),
-    }
+    let out = match format {
+        DiffFormat::Text => policy::diff::render_text(&changes),
+        DiffFormat::Json => policy::diff::render_json(&changes) + "\n",
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
     if changes
         .iter()
         .any(|c| c.effect == policy::diff::Effect::Weakens)

@@ -45,7 +45,7 @@ pub enum Effect {
 
 impl fmt::Display for Effect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Effect::Weakens => "weakens",
             Effect::Strengthens => "strengthens",
             Effect::Neutral => "neutral",
@@ -276,28 +276,7 @@ impl Diff<'_> {
     /// A removed route's requests go to whatever the new router picks for them: weakening
     /// when that route has no auth rule and the removed one had.
     fn route_removed(&mut self, subject: &str, o: &Route) {
-        let router = Router::new(&self.new.routes);
-        let method = probe_methods(o)
-            .into_iter()
-            .next()
-            .unwrap_or(http::Method::GET);
-        let mut now = Vec::new();
-        let mut opened = false;
-        for g in groups(o) {
-            let host = probe_host(&g);
-            let to = router.find(&host, &o.path_prefix, &method).found().cloned();
-            opened |= o.auth.is_some() && to.as_ref().is_some_and(|r| r.auth.is_none());
-            now.push(format!(
-                "on {} `{}` now goes to {}{}",
-                group_text(&g),
-                o.path_prefix,
-                outcome_text(&router, &host, &o.path_prefix, &method),
-                match &to {
-                    Some(r) if r.auth.is_none() => " (no auth rule)",
-                    _ => "",
-                }
-            ));
-        }
+        let (opened, now) = self.moved(o);
         let effect = if opened {
             Effect::Weakens
         } else {
@@ -311,6 +290,36 @@ impl Diff<'_> {
             Side::Old,
             format!("route removed: {}", now.join("; ")),
         );
+    }
+
+    /// Where the new router sends the requests old route `o` took (its prefix on each of its
+    /// host groups), and whether one of them now reaches another route without an auth rule
+    /// while `o` had one.
+    fn moved(&self, o: &Route) -> (bool, Vec<String>) {
+        let router = Router::new(&self.new.routes);
+        let method = probe_methods(o)
+            .into_iter()
+            .next()
+            .unwrap_or(http::Method::GET);
+        let mut now = Vec::new();
+        let mut opened = false;
+        for g in groups(o) {
+            let host = probe_host(&g);
+            let to = router.find(&host, &o.path_prefix, &method).found().cloned();
+            let open = o.auth.is_some()
+                && to
+                    .as_ref()
+                    .is_some_and(|r| r.auth.is_none() && r.name != o.name);
+            opened |= open;
+            now.push(format!(
+                "on {} `{}` now goes to {}{}",
+                group_text(&g),
+                o.path_prefix,
+                outcome_text(&router, &host, &o.path_prefix, &method),
+                if open { " (no auth rule)" } else { "" }
+            ));
+        }
+        (opened, now)
     }
 
     fn route_changed(&mut self, subject: &str, o: &Route, n: &Route) {
@@ -332,6 +341,23 @@ impl Diff<'_> {
                 methods_text(&o.methods),
                 methods_text(&n.methods),
             );
+        }
+        let rematched = o.hosts != n.hosts
+            || o.path_prefix != n.path_prefix
+            || o.prefix_match != n.prefix_match
+            || o.methods != n.methods;
+        if rematched && o.auth.is_some() {
+            let (opened, now) = self.moved(o);
+            if opened {
+                self.push(
+                    Effect::Weakens,
+                    Kind::Changed,
+                    subject,
+                    "match",
+                    Side::New,
+                    format!("requests it authenticated {}", now.join("; ")),
+                );
+            }
         }
         if o.target != n.target {
             self.neutral(
