@@ -36,6 +36,9 @@ fn gateway(cwd: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Text replacements in policy files: (file, text, replacement).
+type Edits<'a> = &'a [(&'a str, &'a str, &'a str)];
+
 /// The shipped policies as `old/`, and as `new/` with `edit` applied to the file `name`.
 fn edited(edits: &[(&str, &str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -60,7 +63,7 @@ fn diff(edits: &[(&str, &str, &str)]) -> (i32, String) {
 /// Every weakening edit a reviewer must see: exit 2, and the line naming file, line, rule.
 #[test]
 fn each_weakening_change_is_flagged_and_exits_2() {
-    let cases: &[(&[(&str, &str, &str)], &str)] = &[
+    let cases: &[(Edits, &str)] = &[
         (
             &[("routes.toml", "auth = \"users\"  ", "#")],
             "weakens     new/routes.toml:42:8: route.account.auth: `users` → none: the route no longer authenticates requests",
