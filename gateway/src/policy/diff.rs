@@ -10,8 +10,8 @@
 //! Comparisons are semantic: two spellings of one policy (comments, order, `"1s"` against
 //! `"1000ms"`, a list file whose networks merge to the same ranges) compare equal. A change
 //! that loosens in one way and tightens in another counts as weakening: a reviewer should see
-//! it. Where a definition's change affects routes (an auth rule, a cache policy, an IP list),
-//! the message names the routes.
+//! it. Where a definition's change affects routes (an auth rule, a limit, an IP list, a cache
+//! policy), the message names them.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -68,7 +68,7 @@ pub struct Change {
     pub kind: Kind,
     /// The definition, as the policy names it: `route.account`, `limit.per_ip`, `forwarding`.
     pub subject: String,
-    /// The field that changed (`auth`, `limits`, `rate`); empty for a whole definition.
+    /// The field that changed (`auth`, `limits`, `default`); empty for a whole definition.
     pub field: String,
     /// Where the definition is written: in the new directory, or the old one when removed.
     pub file: PathBuf,
@@ -100,7 +100,7 @@ impl fmt::Display for Change {
 
 /// Every difference from `old` to `new`: routes, auth (issuers, rules, revocation), limits,
 /// IP lists and access, forwarding, cache policies, then the neutral rest (clusters, shard
-/// maps, resilience, access log, shedding).
+/// maps, resilience, access log).
 pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Change> {
     let mut d = Diff {
         old,
@@ -108,15 +108,132 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Change> {
         out: Vec::new(),
     };
     d.routes();
-    d.issuers();
-    d.rules();
-    d.revocation();
+    d.auth();
     d.limits();
     d.ip();
     d.forwarding();
     d.cache();
     d.rest();
     d.out
+}
+
+/// Text for `gateway diff`: one line per change, then a summary.
+pub fn render_text(changes: &[Change]) -> String {
+    let mut out: String = changes.iter().map(|c| format!("{c}\n")).collect();
+    if changes.is_empty() {
+        out.push_str("no semantic changes\n");
+    } else {
+        let [w, s, n] = counts(changes);
+        out.push_str(&format!(
+            "{} change(s): {w} weaken security, {s} strengthen, {n} neutral\n",
+            changes.len()
+        ));
+    }
+    out
+}
+
+/// JSON for `gateway diff --format json`: the counts by effect and the changes.
+pub fn render_json(changes: &[Change]) -> String {
+    #[derive(Serialize)]
+    struct Report<'a> {
+        weakens: usize,
+        strengthens: usize,
+        neutral: usize,
+        changes: &'a [Change],
+    }
+    let [weakens, strengthens, neutral] = counts(changes);
+    serde_json::to_string_pretty(&Report {
+        weakens,
+        strengthens,
+        neutral,
+        changes,
+    })
+    .unwrap_or_default()
+}
+
+fn counts(changes: &[Change]) -> [usize; 3] {
+    let count = |e: Effect| changes.iter().filter(|c| c.effect == e).count();
+    [
+        count(Effect::Weakens),
+        count(Effect::Strengthens),
+        count(Effect::Neutral),
+    ]
+}
+
+/// What comparing one definition found: loosening, tightening and neutral differences.
+#[derive(Default)]
+struct Found {
+    looser: Vec<String>,
+    tighter: Vec<String>,
+    other: Vec<String>,
+}
+
+impl Found {
+    fn looser(&mut self, s: impl Into<String>) {
+        self.looser.push(s.into());
+    }
+
+    fn tighter(&mut self, s: impl Into<String>) {
+        self.tighter.push(s.into());
+    }
+
+    fn other(&mut self, s: impl Into<String>) {
+        self.other.push(s.into());
+    }
+
+    /// A difference that loosens when `looser`, else tightens.
+    fn either(&mut self, looser: bool, s: impl Into<String>) {
+        if looser {
+            self.looser(s)
+        } else {
+            self.tighter(s)
+        }
+    }
+
+    /// `old` → `new` for a set where more values let more through: the values added loosen
+    /// (`more`, with `{}` standing for them), the values dropped tighten (`fewer`).
+    fn wider<T: PartialEq + Clone + fmt::Display>(
+        &mut self,
+        old: &[T],
+        new: &[T],
+        more: &str,
+        fewer: &str,
+    ) {
+        let (added, removed) = delta(old, new);
+        if !added.is_empty() {
+            self.looser(more.replace("{}", &list(&added)));
+        }
+        if !removed.is_empty() {
+            self.tighter(fewer.replace("{}", &list(&removed)));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.looser.is_empty() && self.tighter.is_empty() && self.other.is_empty()
+    }
+
+    /// Weakens when anything loosens, else strengthens when anything tightens.
+    fn effect(&self) -> Effect {
+        if !self.looser.is_empty() {
+            Effect::Weakens
+        } else if !self.tighter.is_empty() {
+            Effect::Strengthens
+        } else {
+            Effect::Neutral
+        }
+    }
+
+    /// The differences, loosening ones first.
+    fn text(&self) -> String {
+        let all: Vec<&str> = self
+            .looser
+            .iter()
+            .chain(&self.tighter)
+            .chain(&self.other)
+            .map(String::as_str)
+            .collect();
+        all.join("; ")
+    }
 }
 
 /// Which snapshot a change is placed in.
@@ -161,6 +278,24 @@ fn list<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
     }
 }
 
+/// `what a, b` for names, or `none` when there are none: "routes `a`, `b`".
+fn named(what: &str, names: Vec<String>) -> String {
+    if names.is_empty() {
+        format!("no {what}")
+    } else {
+        format!("{what}s {}", names.join(", "))
+    }
+}
+
+/// The routes of `s` that `pick` selects, as code spans.
+fn routes_where(s: &Snapshot, pick: impl Fn(&Route) -> bool) -> Vec<String> {
+    s.routes
+        .iter()
+        .filter(|r| pick(r))
+        .map(|r| format!("`{}`", r.name))
+        .collect()
+}
+
 /// What `new` adds to `old` and what it drops, by value.
 fn delta<T: PartialEq + Clone>(old: &[T], new: &[T]) -> (Vec<T>, Vec<T>) {
     let added = new.iter().filter(|x| !old.contains(x)).cloned().collect();
@@ -168,26 +303,19 @@ fn delta<T: PartialEq + Clone>(old: &[T], new: &[T]) -> (Vec<T>, Vec<T>) {
     (added, removed)
 }
 
-/// Weakens when any reason loosens, else strengthens when any tightens, else neutral.
-fn effect_of(looser: &[String], tighter: &[String]) -> Effect {
-    if !looser.is_empty() {
-        Effect::Weakens
-    } else if !tighter.is_empty() {
-        Effect::Strengthens
-    } else {
-        Effect::Neutral
-    }
+fn dur(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
 }
 
-/// Reasons, loosening ones first.
-fn reasons(looser: &[String], tighter: &[String], other: &[String]) -> String {
-    looser
-        .iter()
-        .chain(tighter)
-        .chain(other)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ")
+/// How a named kind of definition is compared.
+struct Defs<'f, T> {
+    /// `issuer`, `auth`, `limit`...: the subject is `<kind>.<name>`.
+    kind: &'static str,
+    name: fn(&T) -> &str,
+    added: &'f dyn Fn(&T) -> String,
+    removed: &'static str,
+    /// The differences of a definition kept under its name, and who uses it.
+    changed: &'f dyn Fn(&T, &T) -> (Found, String),
 }
 
 impl Diff<'_> {
@@ -202,8 +330,7 @@ impl Diff<'_> {
         &mut self,
         effect: Effect,
         kind: Kind,
-        subject: &str,
-        field: &str,
+        (subject, field): (&str, &str),
         side: Side,
         message: String,
     ) {
@@ -220,16 +347,47 @@ impl Diff<'_> {
         });
     }
 
-    /// A field that changed with no bearing on security.
-    fn neutral(&mut self, subject: &str, field: &str, was: String, is: String) {
-        self.push(
-            Effect::Neutral,
-            Kind::Changed,
-            subject,
-            field,
-            Side::New,
-            format!("{was} → {is}"),
-        );
+    /// A field changed: the differences found, with `was → is` in front.
+    fn changed(&mut self, at: (&str, &str), was: String, is: String, found: &Found) {
+        let mut message = format!("{was} → {is}");
+        if !found.is_empty() {
+            message = format!("{message}: {}", found.text());
+        }
+        self.push(found.effect(), Kind::Changed, at, Side::New, message);
+    }
+
+    /// A field changed with no bearing on security.
+    fn neutral(&mut self, at: (&str, &str), was: String, is: String) {
+        self.changed(at, was, is, &Found::default());
+    }
+
+    /// Added, removed and changed definitions of one kind; additions and removals are
+    /// neutral (their effect shows where routes start or stop using them).
+    fn defs<T>(&mut self, old: &[Arc<T>], new: &[Arc<T>], d: Defs<'_, T>) {
+        for (name, o, n) in pairs(old, new, d.name) {
+            let subject = format!("{}.{name}", d.kind);
+            let at = (subject.as_str(), "");
+            match (o, n) {
+                (None, Some(n)) => {
+                    self.push(Effect::Neutral, Kind::Added, at, Side::New, (d.added)(n))
+                }
+                (Some(_), None) => self.push(
+                    Effect::Neutral,
+                    Kind::Removed,
+                    at,
+                    Side::Old,
+                    d.removed.into(),
+                ),
+                (Some(o), Some(n)) => {
+                    let (found, used) = (d.changed)(o, n);
+                    if !found.is_empty() {
+                        let message = format!("{} ({used})", found.text());
+                        self.push(found.effect(), Kind::Changed, at, Side::New, message);
+                    }
+                }
+                (None, None) => {}
+            }
+        }
     }
 
     // ---- routes ----
@@ -253,24 +411,14 @@ impl Diff<'_> {
             n.path_prefix,
             target_text(&n.target)
         );
-        match &n.auth {
-            None => self.push(
+        let (effect, message) = match &n.auth {
+            None => (
                 Effect::Weakens,
-                Kind::Added,
-                subject,
-                "",
-                Side::New,
                 format!("new route without an auth rule: {what} is open"),
             ),
-            Some(a) => self.push(
-                Effect::Neutral,
-                Kind::Added,
-                subject,
-                "",
-                Side::New,
-                format!("new route: {what}, auth `{a}`"),
-            ),
-        }
+            Some(a) => (Effect::Neutral, format!("new route: {what}, auth `{a}`")),
+        };
+        self.push(effect, Kind::Added, (subject, ""), Side::New, message);
     }
 
     /// A removed route's requests go to whatever the new router picks for them: weakening
@@ -282,14 +430,8 @@ impl Diff<'_> {
         } else {
             Effect::Neutral
         };
-        self.push(
-            effect,
-            Kind::Removed,
-            subject,
-            "",
-            Side::Old,
-            format!("route removed: {}", now.join("; ")),
-        );
+        let message = format!("route removed: {}", now.join("; "));
+        self.push(effect, Kind::Removed, (subject, ""), Side::Old, message);
     }
 
     /// Where the new router sends the requests old route `o` took (its prefix on each of its
@@ -323,24 +465,16 @@ impl Diff<'_> {
     }
 
     fn route_changed(&mut self, subject: &str, o: &Route, n: &Route) {
+        let at = |field| (subject, field);
         if o.hosts != n.hosts {
-            self.neutral(subject, "hosts", hosts_text(&o.hosts), hosts_text(&n.hosts));
+            self.neutral(at("hosts"), hosts_text(&o.hosts), hosts_text(&n.hosts));
         }
         if o.path_prefix != n.path_prefix || o.prefix_match != n.prefix_match {
-            self.neutral(
-                subject,
-                "path_prefix",
-                format!("`{}` ({:?})", o.path_prefix, o.prefix_match).to_lowercase(),
-                format!("`{}` ({:?})", n.path_prefix, n.prefix_match).to_lowercase(),
-            );
+            let text = |r: &Route| format!("`{}` ({:?})", r.path_prefix, r.prefix_match);
+            self.neutral(at("path_prefix"), text(o), text(n));
         }
         if o.methods != n.methods {
-            self.neutral(
-                subject,
-                "methods",
-                methods_text(&o.methods),
-                methods_text(&n.methods),
-            );
+            self.neutral(at("methods"), methods_text(o), methods_text(n));
         }
         let rematched = o.hosts != n.hosts
             || o.path_prefix != n.path_prefix
@@ -349,105 +483,69 @@ impl Diff<'_> {
         if rematched && o.auth.is_some() {
             let (opened, now) = self.moved(o);
             if opened {
+                let message = format!("requests it authenticated {}", now.join("; "));
                 self.push(
                     Effect::Weakens,
                     Kind::Changed,
-                    subject,
-                    "match",
+                    at("match"),
                     Side::New,
-                    format!("requests it authenticated {}", now.join("; ")),
+                    message,
                 );
             }
         }
         if o.target != n.target {
-            self.neutral(
-                subject,
-                "target",
-                target_text(&o.target),
-                target_text(&n.target),
-            );
+            self.neutral(at("target"), target_text(&o.target), target_text(&n.target));
         }
         if o.canary != n.canary {
-            let text = |c: &Option<crate::shard::CanarySpec>| match c {
-                None => "none".to_string(),
-                Some(c) => format!(
-                    "`{}` at {}.{:02}% by `{}`",
-                    c.cluster,
-                    c.per_10k / 100,
-                    c.per_10k % 100,
-                    c.key
-                ),
-            };
-            self.neutral(subject, "canary", text(&o.canary), text(&n.canary));
+            self.neutral(at("canary"), canary_text(o), canary_text(n));
         }
         if o.forward_path != n.forward_path {
-            self.neutral(
-                subject,
-                "forward_path",
-                format!("{:?}", o.forward_path).to_lowercase(),
-                format!("{:?}", n.forward_path).to_lowercase(),
-            );
+            let text = |r: &Route| format!("{:?}", r.forward_path).to_lowercase();
+            self.neutral(at("forward_path"), text(o), text(n));
         }
         self.route_auth(subject, o, n);
         self.route_limits(subject, o, n);
         let (op, np) = (&o.protection, &n.protection);
         self.ip_rules(
-            subject,
-            "ip_allow",
-            "ip_deny",
+            (subject, "ip_allow", "ip_deny"),
             (&op.ip_allow, &op.ip_deny),
             (&np.ip_allow, &np.ip_deny),
-            Side::New,
         );
         if op.cost != np.cost {
-            let effect = if np.cost < op.cost {
-                Effect::Weakens
-            } else {
-                Effect::Strengthens
-            };
-            let why = if np.cost < op.cost {
-                "each request spends fewer tokens: more requests pass"
-            } else {
-                "each request spends more tokens"
-            };
-            self.push(
-                effect,
-                Kind::Changed,
-                subject,
-                "limit_cost",
-                Side::New,
-                format!("{} → {}: {why}", op.cost, np.cost),
+            let mut found = Found::default();
+            found.either(
+                np.cost < op.cost,
+                "the cost of a request changed: fewer tokens mean more requests pass",
+            );
+            self.changed(
+                at("limit_cost"),
+                op.cost.to_string(),
+                np.cost.to_string(),
+                &found,
             );
         }
         if op.priority != np.priority {
             self.neutral(
-                subject,
-                "priority",
+                at("priority"),
                 op.priority.to_string(),
                 np.priority.to_string(),
             );
         }
         if op.headers != np.headers {
             self.neutral(
-                subject,
-                "rate_limit_headers",
+                at("rate_limit_headers"),
                 op.headers.to_string(),
                 np.headers.to_string(),
             );
         }
         self.route_cache(subject, o, n);
         if o.timeout != n.timeout {
-            let t = |t: Option<Duration>| {
-                t.map_or("the cluster's".into(), |d| {
-                    humantime::format_duration(d).to_string()
-                })
-            };
-            self.neutral(subject, "timeout", t(o.timeout), t(n.timeout));
+            let t = |r: &Route| r.timeout.map_or("the cluster's".into(), dur);
+            self.neutral(at("timeout"), t(o), t(n));
         }
         if o.retry_idempotent_writes != n.retry_idempotent_writes {
             self.neutral(
-                subject,
-                "retry_idempotent_writes",
+                at("retry_idempotent_writes"),
                 o.retry_idempotent_writes.to_string(),
                 n.retry_idempotent_writes.to_string(),
             );
@@ -460,127 +558,78 @@ impl Diff<'_> {
         if o.auth == n.auth {
             return;
         }
-        let (effect, message) = match (rule(self.old, o), rule(self.new, n)) {
-            (Some(_), None) => (
-                Effect::Weakens,
-                format!(
-                    "`{}` → none: the route no longer authenticates requests",
-                    o.auth.as_deref().unwrap_or("")
-                ),
-            ),
-            (None, Some(r)) => (Effect::Strengthens, format!("none → `{}`", r.name)),
-            (Some(a), Some(b)) => {
-                let (looser, tighter, other) = compare_rules(a, b);
-                (
-                    effect_of(&looser, &tighter),
-                    format!(
-                        "`{}` → `{}`: {}",
-                        a.name,
-                        b.name,
-                        reasons(&looser, &tighter, &other)
-                    ),
-                )
-            }
-            (None, None) => return,
+        let name = |r: &Route| {
+            r.auth
+                .as_deref()
+                .map_or("none".into(), |a| format!("`{a}`"))
         };
-        self.push(effect, Kind::Changed, subject, "auth", Side::New, message);
+        let mut found = Found::default();
+        match (rule(self.old, o), rule(self.new, n)) {
+            (Some(_), None) => found.looser("the route no longer authenticates requests"),
+            (None, Some(_)) => found.tighter("requests are authenticated now"),
+            (Some(a), Some(b)) => found = compare_rules(a, b),
+            (None, None) => {}
+        }
+        self.changed((subject, "auth"), name(o), name(n), &found);
     }
 
     /// The limits that apply to a route (its own or the default set), by name.
     fn route_limits(&mut self, subject: &str, o: &Route, n: &Route) {
-        let was = route_limits(self.old, o);
-        let is = route_limits(self.new, n);
-        let (added, removed) = delta(was, is);
-        if added.is_empty() && removed.is_empty() {
+        let (was, is) = (route_limits(self.old, o), route_limits(self.new, n));
+        if was == is {
             return;
         }
-        let mut looser = Vec::new();
-        let mut tighter = Vec::new();
-        if !removed.is_empty() {
-            looser.push(format!("no longer limited by {}", list(&removed)));
-        }
-        if !added.is_empty() {
-            tighter.push(format!("now also limited by {}", list(&added)));
-        }
-        self.push(
-            effect_of(&looser, &tighter),
-            Kind::Changed,
-            subject,
-            "limits",
-            Side::New,
-            format!(
-                "{} → {}: {}",
-                list(was),
-                list(is),
-                reasons(&looser, &tighter, &[])
-            ),
-        );
+        let mut found = Found::default();
+        found.wider(is, was, "no longer limited by {}", "now also limited by {}");
+        self.changed((subject, "limits"), list(was), list(is), &found);
     }
 
     /// Allow and deny list names of a route or of `[ip_access]`. A deny list dropped, or an
     /// allow list added to a non-empty set (or the set emptied: everyone) widens access.
-    #[allow(clippy::too_many_arguments)]
     fn ip_rules(
         &mut self,
-        subject: &str,
-        allow_field: &str,
-        deny_field: &str,
+        (subject, allow_field, deny_field): (&str, &str, &str),
         (old_allow, old_deny): (&[Arc<str>], &[Arc<str>]),
         (new_allow, new_deny): (&[Arc<str>], &[Arc<str>]),
-        side: Side,
     ) {
         if old_allow != new_allow {
             let (added, removed) = delta(old_allow, new_allow);
-            let (effect, why) = if new_allow.is_empty() {
-                (
-                    Effect::Weakens,
-                    "no allow list left: every address not denied is let in".to_string(),
-                )
+            let mut found = Found::default();
+            if new_allow.is_empty() {
+                found.looser("no allow list left: every address not denied is let in");
             } else if old_allow.is_empty() {
-                (
-                    Effect::Strengthens,
-                    "only the listed addresses are let in now".to_string(),
-                )
+                found.tighter("only the listed addresses are let in now");
             } else if !added.is_empty() {
-                (
-                    Effect::Weakens,
-                    format!("addresses in {} are let in too", list(&added)),
-                )
+                found.looser(format!("addresses in {} are let in too", list(&added)));
             } else {
-                (
-                    Effect::Strengthens,
-                    format!("addresses only in {} are refused now", list(&removed)),
-                )
-            };
-            self.push(
-                effect,
-                Kind::Changed,
-                subject,
-                allow_field,
-                side,
-                format!("{} → {}: {why}", list(old_allow), list(new_allow)),
+                found.tighter(format!(
+                    "addresses only in {} are refused now",
+                    list(&removed)
+                ));
+            }
+            self.changed(
+                (subject, allow_field),
+                list(old_allow),
+                list(new_allow),
+                &found,
             );
         }
         if old_deny != new_deny {
             let (added, removed) = delta(old_deny, new_deny);
-            let (effect, why) = if !removed.is_empty() {
-                (
-                    Effect::Weakens,
-                    format!("addresses in {} are no longer refused", list(&removed)),
-                )
+            let mut found = Found::default();
+            if !removed.is_empty() {
+                found.looser(format!(
+                    "addresses in {} are no longer refused",
+                    list(&removed)
+                ));
             } else {
-                (
-                    Effect::Strengthens,
-                    format!("addresses in {} are refused now", list(&added)),
-                )
-            };
-            self.push(
-                effect,
-                Kind::Changed,
-                subject,
-                deny_field,
-                side,
-                format!("{} → {}: {why}", list(old_deny), list(new_deny)),
+                found.tighter(format!("addresses in {} are refused now", list(&added)));
+            }
+            self.changed(
+                (subject, deny_field),
+                list(old_deny),
+                list(new_deny),
+                &found,
             );
         }
     }
@@ -591,149 +640,69 @@ impl Diff<'_> {
         if o.cache == n.cache {
             return;
         }
-        let was = exposure(self.old, o);
-        let is = exposure(self.new, n);
-        let gained: Vec<&str> = is.iter().filter(|x| !was.contains(x)).copied().collect();
-        let lost: Vec<&str> = was.iter().filter(|x| !is.contains(x)).copied().collect();
-        let name = |c: &Option<Arc<str>>| {
-            c.as_deref()
-                .map_or("none".to_string(), |c| format!("`{c}`"))
-        };
-        let mut message = format!("{} → {}", name(&o.cache), name(&n.cache));
+        let (was, is) = (exposure(self.old, o), exposure(self.new, n));
+        let (gained, lost) = delta(&was, &is);
+        let mut found = Found::default();
         if !gained.is_empty() {
-            message.push_str(&format!(": now {}", gained.join(", ")));
+            found.looser(format!("now {}", gained.join(", ")));
         }
         if !lost.is_empty() {
-            message.push_str(&format!(": no longer {}", lost.join(", ")));
+            found.tighter(format!("no longer {}", lost.join(", ")));
         }
-        let effect = if !gained.is_empty() {
-            Effect::Weakens
-        } else if !lost.is_empty() {
-            Effect::Strengthens
-        } else {
-            Effect::Neutral
+        let name = |r: &Route| {
+            r.cache
+                .as_deref()
+                .map_or("none".into(), |c| format!("`{c}`"))
         };
-        self.push(effect, Kind::Changed, subject, "cache", Side::New, message);
-    }
-
-    /// Routes of `side` whose auth rule is `name`.
-    fn routes_with(&self, side: Side, pick: impl Fn(&Route) -> bool) -> String {
-        let names: Vec<String> = self
-            .snap(side)
-            .routes
-            .iter()
-            .filter(|r| pick(r))
-            .map(|r| format!("`{}`", r.name))
-            .collect();
-        if names.is_empty() {
-            "no route".into()
-        } else {
-            format!("routes {}", names.join(", "))
-        }
+        self.changed((subject, "cache"), name(o), name(n), &found);
     }
 
     // ---- auth ----
 
-    fn issuers(&mut self) {
-        for (name, o, n) in pairs(&self.old.auth.issuers, &self.new.auth.issuers, |i| &i.name) {
-            let subject = format!("issuer.{name}");
-            match (o, n) {
-                (None, Some(_)) => self.push(
-                    Effect::Neutral,
-                    Kind::Added,
-                    &subject,
-                    "",
-                    Side::New,
-                    "new issuer (trusted by the rules that name it)".into(),
-                ),
-                (Some(_), None) => self.push(
-                    Effect::Neutral,
-                    Kind::Removed,
-                    &subject,
-                    "",
-                    Side::Old,
-                    "issuer removed".into(),
-                ),
-                (Some(o), Some(n)) => {
-                    let (looser, tighter, other) = compare_issuers(o, n);
-                    let effect = effect_of(&looser, &tighter);
-                    if !(looser.is_empty() && tighter.is_empty() && other.is_empty()) {
-                        let used = self.rules_using_issuer(&name);
-                        self.push(
-                            effect,
-                            Kind::Changed,
-                            &subject,
-                            "",
-                            Side::New,
-                            format!("{} (used by {used})", reasons(&looser, &tighter, &other)),
-                        );
-                    }
-                }
-                (None, None) => {}
-            }
-        }
-    }
-
-    fn rules_using_issuer(&self, issuer: &str) -> String {
-        let names: Vec<String> = self
-            .new
-            .auth
-            .rules
-            .iter()
-            .filter(|r| r.issuers.iter().any(|i| &**i == issuer))
-            .map(|r| format!("`{}`", r.name))
-            .collect();
-        if names.is_empty() {
-            "no auth rule".into()
-        } else {
-            format!("auth rules {}", names.join(", "))
-        }
-    }
-
-    fn rules(&mut self) {
-        for (name, o, n) in pairs(&self.old.auth.rules, &self.new.auth.rules, |r| &r.name) {
-            let subject = format!("auth.{name}");
-            match (o, n) {
-                (None, Some(_)) => self.push(
-                    Effect::Neutral,
-                    Kind::Added,
-                    &subject,
-                    "",
-                    Side::New,
-                    "new auth rule".into(),
-                ),
-                (Some(_), None) => self.push(
-                    Effect::Neutral,
-                    Kind::Removed,
-                    &subject,
-                    "",
-                    Side::Old,
-                    "auth rule removed".into(),
-                ),
-                (Some(o), Some(n)) => {
-                    let (looser, tighter, other) = compare_rules(o, n);
-                    if looser.is_empty() && tighter.is_empty() && other.is_empty() {
-                        continue;
-                    }
-                    let used = self.routes_with(Side::New, |r| r.auth.as_deref() == Some(&*name));
-                    let effect = effect_of(&looser, &tighter);
-                    let verb = match effect {
+    fn auth(&mut self) {
+        let (old, new) = (self.old, self.new);
+        let rules_using = |issuer: &str| {
+            let names = new
+                .auth
+                .rules
+                .iter()
+                .filter(|r| r.issuers.iter().any(|i| &**i == issuer))
+                .map(|r| format!("`{}`", r.name))
+                .collect();
+            format!("used by {}", named("auth rule", names))
+        };
+        self.defs(
+            &old.auth.issuers,
+            &new.auth.issuers,
+            Defs {
+                kind: "issuer",
+                name: |i: &IssuerSpec| &i.name,
+                added: &|_| "new issuer (trusted by the rules that name it)".into(),
+                removed: "issuer removed",
+                changed: &|o, n| (compare_issuers(o, n), rules_using(&n.name)),
+            },
+        );
+        self.defs(
+            &old.auth.rules,
+            &new.auth.rules,
+            Defs {
+                kind: "auth",
+                name: |r: &RuleSpec| &r.name,
+                added: &|_| "new auth rule".into(),
+                removed: "auth rule removed",
+                changed: &|o, n| {
+                    let found = compare_rules(o, n);
+                    let verb = match found.effect() {
                         Effect::Weakens => "weakens",
                         Effect::Strengthens => "strengthens",
                         Effect::Neutral => "applies to",
                     };
-                    self.push(
-                        effect,
-                        Kind::Changed,
-                        &subject,
-                        "",
-                        Side::New,
-                        format!("{} ({verb} {used})", reasons(&looser, &tighter, &other)),
-                    );
-                }
-                (None, None) => {}
-            }
-        }
+                    let names = routes_where(new, |r| r.auth.as_deref() == Some(&*n.name));
+                    (found, format!("{verb} {}", named("route", names)))
+                },
+            },
+        );
+        self.revocation();
     }
 
     fn revocation(&mut self) {
@@ -741,167 +710,111 @@ impl Diff<'_> {
         if o == n {
             return;
         }
-        let mut looser = Vec::new();
-        let mut tighter = Vec::new();
-        let mut other = Vec::new();
+        let mut found = Found::default();
         for (what, was, is) in [("jti", &o.jti, &n.jti), ("sub", &o.sub, &n.sub)] {
             let removed = was.difference(is).count();
             let added = is.difference(was).count();
             if removed > 0 {
-                looser.push(format!(
+                found.looser(format!(
                     "{removed} revoked `{what}` value(s) removed: those tokens pass again"
                 ));
             }
             if added > 0 {
-                tighter.push(format!("{added} `{what}` value(s) revoked"));
+                found.tighter(format!("{added} `{what}` value(s) revoked"));
             }
         }
         match (&o.redis, &n.redis) {
-            (Some(_), None) => looser.push("the Redis revocation list removed".into()),
-            (None, Some(_)) => tighter.push("a Redis revocation list added".into()),
+            (Some(_), None) => found.looser("the Redis revocation list removed"),
+            (None, Some(_)) => found.tighter("a Redis revocation list added"),
             (Some(a), Some(b)) => {
                 if a.on_error != b.on_error {
-                    let line = format!("on_redis_error {:?} → {:?}", a.on_error, b.on_error)
-                        .to_lowercase();
-                    if b.on_error == OnRedisError::KeepLast {
-                        looser.push(line);
-                    } else {
-                        tighter.push(line);
-                    }
+                    found.either(
+                        b.on_error == OnRedisError::KeepLast,
+                        format!("on_redis_error {:?} → {:?}", a.on_error, b.on_error),
+                    );
                 }
                 if a.max_stale != b.max_stale {
-                    let line = format!(
-                        "max_stale {} → {}",
-                        humantime::format_duration(a.max_stale),
-                        humantime::format_duration(b.max_stale)
+                    found.either(
+                        b.max_stale > a.max_stale,
+                        format!("max_stale {} → {}", dur(a.max_stale), dur(b.max_stale)),
                     );
-                    if b.max_stale > a.max_stale {
-                        looser.push(line)
-                    } else {
-                        tighter.push(line)
-                    }
                 }
                 if a.url != b.url || a.key != b.key || a.refresh != b.refresh {
-                    other.push("Redis list location or refresh changed".into());
+                    found.other("Redis list location or refresh changed");
                 }
             }
             (None, None) => {}
         }
         let side = if n.is_empty() { Side::Old } else { Side::New };
+        let message = found.text();
         self.push(
-            effect_of(&looser, &tighter),
+            found.effect(),
             Kind::Changed,
-            "revocation",
-            "",
+            ("revocation", ""),
             side,
-            reasons(&looser, &tighter, &other),
+            message,
         );
     }
 
     // ---- limits ----
 
     fn limits(&mut self) {
-        for (name, o, n) in pairs(&self.old.limits.limits, &self.new.limits.limits, |l| {
-            &l.name
-        }) {
-            let subject = format!("limit.{name}");
-            match (o, n) {
-                (None, Some(n)) => self.push(
-                    Effect::Neutral,
-                    Kind::Added,
-                    &subject,
-                    "",
-                    Side::New,
+        let snap = self.new;
+        let (old, new) = (&self.old.limits, &snap.limits);
+        let routes_using = |name: &str| {
+            let names = routes_where(snap, |r| route_limits(snap, r).iter().any(|l| &**l == name));
+            format!("applies to {}", named("route", names))
+        };
+        self.defs(
+            &old.limits,
+            &new.limits,
+            Defs {
+                kind: "limit",
+                name: |l: &LimitSpec| &l.name,
+                added: &|n| {
                     format!(
                         "new limit: {} by `{}` (applies where routes name it)",
                         rate_text(&n.base),
                         n.key
-                    ),
-                ),
-                (Some(_), None) => self.push(
-                    Effect::Neutral,
-                    Kind::Removed,
-                    &subject,
-                    "",
-                    Side::Old,
-                    "limit removed (the routes it applied to say so)".into(),
-                ),
-                (Some(o), Some(n)) => {
-                    let (looser, tighter, other) = compare_limits(o, n);
-                    if looser.is_empty() && tighter.is_empty() && other.is_empty() {
-                        continue;
-                    }
-                    let used = self.routes_with(Side::New, |r| {
-                        route_limits(self.new, r).iter().any(|l| **l == *name)
-                    });
-                    self.push(
-                        effect_of(&looser, &tighter),
-                        Kind::Changed,
-                        &subject,
-                        "",
-                        Side::New,
-                        format!("{} (applies to {used})", reasons(&looser, &tighter, &other)),
-                    );
-                }
-                (None, None) => {}
-            }
-        }
-        let (o, n) = (&self.old.limits.settings, &self.new.limits.settings);
+                    )
+                },
+                removed: "limit removed (the routes it applied to say so)",
+                changed: &|o, n| (compare_limits(o, n), routes_using(&n.name)),
+            },
+        );
+        let (o, n) = (&old.settings, &new.settings);
         if o.default != n.default {
-            let (added, removed) = delta(&o.default, &n.default);
-            let mut looser = Vec::new();
-            let mut tighter = Vec::new();
-            if !removed.is_empty() {
-                looser.push(format!(
-                    "routes without `limits` are no longer limited by {}",
-                    list(&removed)
-                ));
-            }
-            if !added.is_empty() {
-                tighter.push(format!(
-                    "routes without `limits` are now also limited by {}",
-                    list(&added)
-                ));
-            }
-            self.push(
-                effect_of(&looser, &tighter),
-                Kind::Changed,
-                "rate_limits",
-                "default",
-                Side::New,
-                format!(
-                    "{} → {}: {}",
-                    list(&o.default),
-                    list(&n.default),
-                    reasons(&looser, &tighter, &[])
-                ),
+            let mut found = Found::default();
+            found.wider(
+                &n.default,
+                &o.default,
+                "routes without `limits` are no longer limited by {}",
+                "routes without `limits` are now also limited by {}",
+            );
+            self.changed(
+                ("rate_limits", "default"),
+                list(&o.default),
+                list(&n.default),
+                &found,
             );
         }
-        let on_down = |r: &Option<crate::limit::RedisSpec>| r.as_ref().map(|r| r.on_down);
-        let (a, b) = (on_down(&o.redis), on_down(&n.redis));
-        if let (Some(a), Some(b)) = (a, b) {
-            if a != b {
+        if let (Some(a), Some(b)) = (&o.redis, &n.redis) {
+            if a.on_down != b.on_down {
                 let strictness = |m: OnRedisDown| match m {
                     OnRedisDown::Allow => 0,
                     OnRedisDown::Local => 1,
                     OnRedisDown::Deny => 2,
                 };
-                let effect = if strictness(b) < strictness(a) {
-                    Effect::Weakens
-                } else {
-                    Effect::Strengthens
-                };
-                self.push(
-                    effect,
-                    Kind::Changed,
-                    "rate_limits",
-                    "on_redis_down",
-                    Side::New,
-                    format!("{a:?} → {b:?}").to_lowercase(),
+                let mut found = Found::default();
+                found.either(
+                    strictness(b.on_down) < strictness(a.on_down),
+                    "what happens to requests while Redis is down",
                 );
+                let (was, is) = (format!("{:?}", a.on_down), format!("{:?}", b.on_down));
+                self.changed(("rate_limits", "on_redis_down"), was, is, &found);
             }
         }
-        let (a, b) = (&self.old.limits.shedding, &self.new.limits.shedding);
+        let (a, b) = (&old.shedding, &new.shedding);
         if a != b {
             let t = |s: &Option<crate::limit::Shedding>| {
                 s.as_ref().map_or("off".into(), |s| {
@@ -909,13 +822,13 @@ impl Diff<'_> {
                 })
             };
             let side = if b.is_some() { Side::New } else { Side::Old };
+            let message = format!("{} → {}", t(a), t(b));
             self.push(
                 Effect::Neutral,
                 Kind::Changed,
-                "load_shedding",
-                "",
+                ("load_shedding", ""),
                 side,
-                format!("{} → {}", t(a), t(b)),
+                message,
             );
         }
     }
@@ -925,39 +838,37 @@ impl Diff<'_> {
     fn ip(&mut self) {
         let (o, n) = (&self.old.limits, &self.new.limits);
         self.ip_rules(
-            "ip_access",
-            "allow",
-            "deny",
+            ("ip_access", "allow", "deny"),
             (&o.allow, &o.deny),
             (&n.allow, &n.deny),
-            if n.allow.is_empty() && n.deny.is_empty() {
-                Side::Old
-            } else {
-                Side::New
-            },
         );
         let mut names: BTreeSet<&Arc<str>> = o.ip_lists.keys().collect();
         names.extend(n.ip_lists.keys());
         for name in names {
             let subject = format!("ip_list.{name}");
+            let at = (subject.as_str(), "");
             match (o.ip_lists.get(name), n.ip_lists.get(name)) {
                 (None, Some(_)) => self.push(
                     Effect::Neutral,
                     Kind::Added,
-                    &subject,
-                    "",
+                    at,
                     Side::New,
                     "new IP list (applies where `[ip_access]` or routes name it)".into(),
                 ),
                 (Some(_), None) => self.push(
                     Effect::Neutral,
                     Kind::Removed,
-                    &subject,
-                    "",
+                    at,
                     Side::Old,
                     "IP list removed".into(),
                 ),
-                (Some(a), Some(b)) => self.ip_list(&subject, name, a, b),
+                (Some(a), Some(b)) => {
+                    let found = self.ip_list(name, a, b);
+                    if !found.is_empty() {
+                        let message = found.text();
+                        self.push(found.effect(), Kind::Changed, at, Side::New, message);
+                    }
+                }
                 (None, None) => {}
             }
         }
@@ -965,19 +876,11 @@ impl Diff<'_> {
 
     /// A list's addresses changed (inline or in its files): weakening when a deny list lost
     /// addresses or an allow list gained some.
-    fn ip_list(&mut self, subject: &str, name: &str, a: &CidrSet, b: &CidrSet) {
-        let grew = !b.is_subset_of(a);
-        let shrank = !a.is_subset_of(b);
-        if !grew && !shrank {
-            return;
-        }
-        let in_deny = self.list_used(name, true);
-        let in_allow = self.list_used(name, false);
-        let (old_ranges, new_ranges) = (a.ranges(), b.ranges());
-        let (added, removed) = delta(&old_ranges, &new_ranges);
-        let mut looser = Vec::new();
-        let mut tighter = Vec::new();
-        let mut other = Vec::new();
+    fn ip_list(&self, name: &str, a: &CidrSet, b: &CidrSet) -> Found {
+        let mut found = Found::default();
+        let (grew, shrank) = (!b.is_subset_of(a), !a.is_subset_of(b));
+        let (in_deny, in_allow) = (self.list_used(name, true), self.list_used(name, false));
+        let (added, removed) = delta(&a.ranges(), &b.ranges());
         let show = |v: &[String]| {
             let mut s = v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
             if v.len() > 5 {
@@ -988,9 +891,9 @@ impl Diff<'_> {
         if grew {
             let line = format!("now matches more addresses (ranges now: {})", show(&added));
             match (&in_allow, &in_deny) {
-                (Some(u), _) => looser.push(format!("{line}; allowed by {u}")),
-                (None, Some(u)) => tighter.push(format!("{line}; denied by {u}")),
-                (None, None) => other.push(format!("{line}; not used")),
+                (Some(u), _) => found.looser(format!("{line}; allowed by {u}")),
+                (None, Some(u)) => found.tighter(format!("{line}; denied by {u}")),
+                (None, None) => found.other(format!("{line}; not used")),
             }
         }
         if shrank {
@@ -999,19 +902,12 @@ impl Diff<'_> {
                 show(&removed)
             );
             match (&in_deny, &in_allow) {
-                (Some(u), _) => looser.push(format!("{line}; denied by {u}, so they pass now")),
-                (None, Some(u)) => tighter.push(format!("{line}; allowed by {u}")),
-                (None, None) => other.push(format!("{line}; not used")),
+                (Some(u), _) => found.looser(format!("{line}; denied by {u}, so they pass now")),
+                (None, Some(u)) => found.tighter(format!("{line}; allowed by {u}")),
+                (None, None) => found.other(format!("{line}; not used")),
             }
         }
-        self.push(
-            effect_of(&looser, &tighter),
-            Kind::Changed,
-            subject,
-            "",
-            Side::New,
-            reasons(&looser, &tighter, &other),
-        );
+        found
     }
 
     /// Who uses list `name` to deny (or allow) in the new policy: `[ip_access]`, routes.
@@ -1023,11 +919,8 @@ impl Diff<'_> {
             users.push("`[ip_access]`".into());
         }
         for r in &self.new.routes {
-            let lists = if deny {
-                &r.protection.ip_deny
-            } else {
-                &r.protection.ip_allow
-            };
+            let p = &r.protection;
+            let lists = if deny { &p.ip_deny } else { &p.ip_allow };
             if lists.iter().any(|x| &**x == name) {
                 users.push(format!("route `{}`", r.name));
             }
@@ -1047,121 +940,39 @@ impl Diff<'_> {
         if sa == sb {
             return;
         }
-        let (effect, why) = if !sb.is_subset_of(&sa) {
-            (Effect::Weakens, "X-Forwarded-For is now believed from more peers: a client there can choose its own address for IP lists and limits")
+        let mut found = Found::default();
+        if !sb.is_subset_of(&sa) {
+            found.looser("X-Forwarded-For is now believed from more peers: a client there can choose its own address for IP lists and limits");
         } else {
-            (Effect::Strengthens, "fewer peers are trusted")
-        };
-        let side = if b.is_empty() { Side::Old } else { Side::New };
-        self.push(
-            effect,
-            Kind::Changed,
-            "forwarding",
-            "trusted_proxies",
-            side,
-            format!("{} → {}: {why}", list(a), list(b)),
-        );
+            found.tighter("fewer peers are trusted");
+        }
+        self.changed(("forwarding", "trusted_proxies"), list(a), list(b), &found);
     }
 
     // ---- cache ----
 
     fn cache(&mut self) {
-        for (name, o, n) in pairs(&self.old.cache.policies, &self.new.cache.policies, |p| {
-            &p.name
-        }) {
-            let subject = format!("cache.{name}");
-            match (o, n) {
-                (None, Some(_)) => self.push(
-                    Effect::Neutral,
-                    Kind::Added,
-                    &subject,
-                    "",
-                    Side::New,
-                    "new cache policy".into(),
-                ),
-                (Some(_), None) => self.push(
-                    Effect::Neutral,
-                    Kind::Removed,
-                    &subject,
-                    "",
-                    Side::Old,
-                    "cache policy removed".into(),
-                ),
-                (Some(o), Some(n)) if o != n => self.cache_policy(&subject, o, n),
-                _ => {}
-            }
-        }
-    }
-
-    fn cache_policy(&mut self, subject: &str, o: &CachePolicy, n: &CachePolicy) {
-        let authenticated = self.routes_with(Side::New, |r| {
-            r.auth.is_some() && r.cache.as_deref() == Some(&*n.name)
-        });
-        let used_by_auth = authenticated != "no route";
-        let mut looser = Vec::new();
-        let mut tighter = Vec::new();
-        let mut other = Vec::new();
-        match (public(o), public(n)) {
-            (false, true) => looser
-                .push("responses become public (shared caches and CDNs may store them)".into()),
-            (true, false) => tighter.push("responses are no longer public".into()),
-            _ => {}
-        }
-        if o.authenticated != n.authenticated {
-            if n.authenticated == AuthenticatedMode::Public {
-                looser.push("`authenticated = \"public\"`: responses to credentialed requests get the public headers".into());
-            } else {
-                tighter.push("responses to credentialed requests are made private".into());
-            }
-        }
-        let (_, lost_cookies) = delta(&o.credential_cookies, &n.credential_cookies);
-        if !lost_cookies.is_empty() {
-            looser.push(format!(
-                "cookies {} no longer count as credentials",
-                list(&lost_cookies)
-            ));
-        }
-        let serves_auth = |p: &CachePolicy| p.micro.as_ref().is_some_and(|m| m.per_subject);
-        match (&o.micro, &n.micro) {
-            (None, Some(_)) if used_by_auth => looser.push(format!(
-                "a micro-cache is enabled on authenticated {authenticated}"
-            )),
-            (None, Some(_)) => other.push("a micro-cache is enabled".into()),
-            (Some(_), None) => other.push("the micro-cache is removed".into()),
-            (Some(a), Some(b)) if a != b => other.push("micro-cache settings changed".into()),
-            _ => {}
-        }
-        if !serves_auth(o) && serves_auth(n) && o.micro.is_some() && used_by_auth {
-            looser
-                .push("the micro-cache now stores authenticated responses (`per_subject`)".into());
-        }
-        if o.directed != n.directed || o.rules != n.rules {
-            other.push(format!(
-                "Cache-Control {} → {}",
-                directed_text(&o.directed),
-                directed_text(&n.directed)
-            ));
-        }
-        let fields: [(&str, bool); 6] = [
-            ("cdn_header", o.cdn_header != n.cdn_header),
-            ("origin", o.origin != n.origin),
-            ("vary", o.vary != n.vary),
-            ("statuses", o.statuses != n.statuses),
-            ("tags", o.tags != n.tags),
-            ("rules", o.rules != n.rules),
-        ];
-        let changed: Vec<&str> = fields.iter().filter(|(_, c)| *c).map(|(f, _)| *f).collect();
-        if !changed.is_empty() {
-            other.push(format!("changed: {}", changed.join(", ")));
-        }
-        let used = self.routes_with(Side::New, |r| r.cache.as_deref() == Some(&*n.name));
-        self.push(
-            effect_of(&looser, &tighter),
-            Kind::Changed,
-            subject,
-            "",
-            Side::New,
-            format!("{} (used by {used})", reasons(&looser, &tighter, &other)),
+        let snap = self.new;
+        let authenticated = |p: &CachePolicy| {
+            routes_where(snap, |r| {
+                r.auth.is_some() && r.cache.as_deref() == Some(&*p.name)
+            })
+        };
+        let used = |p: &CachePolicy| {
+            let names = routes_where(snap, |r| r.cache.as_deref() == Some(&*p.name));
+            format!("used by {}", named("route", names))
+        };
+        let (old, new) = (&self.old.cache.policies, &self.new.cache.policies);
+        self.defs(
+            old,
+            new,
+            Defs {
+                kind: "cache",
+                name: |p: &CachePolicy| &p.name,
+                added: &|_| "new cache policy".into(),
+                removed: "cache policy removed",
+                changed: &|o, n| (compare_cache(o, n, &authenticated(n)), used(n)),
+            },
         );
     }
 
@@ -1169,118 +980,78 @@ impl Diff<'_> {
 
     fn rest(&mut self) {
         let (o, n) = (self.old, self.new);
-        let oc: Vec<Arc<crate::upstream::ClusterSpec>> =
-            o.clusters.iter().cloned().map(Arc::new).collect();
-        let nc: Vec<Arc<crate::upstream::ClusterSpec>> =
-            n.clusters.iter().cloned().map(Arc::new).collect();
-        for (name, a, b) in pairs(&oc, &nc, |c| &c.name) {
-            let subject = format!("cluster.{name}");
-            match (a, b) {
-                (None, Some(b)) => self.push(
-                    Effect::Neutral,
-                    Kind::Added,
-                    &subject,
-                    "",
-                    Side::New,
-                    format!("new cluster: {}", list(&b.endpoints)),
-                ),
-                (Some(_), None) => self.push(
-                    Effect::Neutral,
-                    Kind::Removed,
-                    &subject,
-                    "",
-                    Side::Old,
-                    "cluster removed".into(),
-                ),
-                (Some(a), Some(b)) if a != b => {
-                    let mut what = Vec::new();
+        let arcs = |v: &[crate::upstream::ClusterSpec]| -> Vec<Arc<crate::upstream::ClusterSpec>> {
+            v.iter().cloned().map(Arc::new).collect()
+        };
+        self.defs(
+            &arcs(&o.clusters),
+            &arcs(&n.clusters),
+            Defs {
+                kind: "cluster",
+                name: |c: &crate::upstream::ClusterSpec| &c.name,
+                added: &|c| format!("new cluster: {}", list(&c.endpoints)),
+                removed: "cluster removed",
+                changed: &|a, b| {
+                    let mut found = Found::default();
                     if a.endpoints != b.endpoints {
-                        what.push(format!(
+                        found.other(format!(
                             "endpoints {} → {}",
                             list(&a.endpoints),
                             list(&b.endpoints)
                         ));
                     }
-                    if a.connect_timeout != b.connect_timeout || a.read_timeout != b.read_timeout {
-                        what.push("timeouts changed".into());
+                    if (a.connect_timeout, a.read_timeout) != (b.connect_timeout, b.read_timeout) {
+                        found.other("timeouts changed");
                     }
                     if a.tls != b.tls {
-                        what.push("upstream TLS changed".into());
+                        found.other("upstream TLS changed");
                     }
                     if a.health_check != b.health_check {
-                        what.push("health check changed".into());
+                        found.other("health check changed");
                     }
-                    self.push(
-                        Effect::Neutral,
-                        Kind::Changed,
-                        &subject,
-                        "",
-                        Side::New,
-                        what.join("; "),
-                    );
-                }
-                _ => {}
-            }
-        }
-        for (name, a, b) in pairs(&o.shards.maps, &n.shards.maps, |m| &m.name) {
-            let subject = format!("shard_map.{name}");
-            match (a, b) {
-                (None, Some(_)) => self.push(
-                    Effect::Neutral,
-                    Kind::Added,
-                    &subject,
-                    "",
-                    Side::New,
-                    "new shard map".into(),
-                ),
-                (Some(_), None) => self.push(
-                    Effect::Neutral,
-                    Kind::Removed,
-                    &subject,
-                    "",
-                    Side::Old,
-                    "shard map removed".into(),
-                ),
-                (Some(a), Some(b)) if a != b => self.push(
-                    Effect::Neutral,
-                    Kind::Changed,
-                    &subject,
-                    "",
-                    Side::New,
-                    "shards, ranges or pins changed (requests may move to other clusters)".into(),
-                ),
-                _ => {}
-            }
-        }
+                    (found, "routing".into())
+                },
+            },
+        );
+        self.defs(
+            &o.shards.maps,
+            &n.shards.maps,
+            Defs {
+                kind: "shard_map",
+                name: |m: &crate::shard::ShardMapSpec| &m.name,
+                added: &|_| "new shard map".into(),
+                removed: "shard map removed",
+                changed: &|a, b| {
+                    let mut found = Found::default();
+                    if a != b {
+                        found.other("shards, ranges or pins changed");
+                    }
+                    (found, "requests may move to other clusters".into())
+                },
+            },
+        );
         let mut clusters: BTreeSet<&Arc<str>> = o.resilience.keys().collect();
         clusters.extend(n.resilience.keys());
         for c in clusters {
             let (a, b) = (o.resilience.get(c), n.resilience.get(c));
-            if a != b {
-                let kind = match (a, b) {
-                    (None, _) => Kind::Added,
-                    (_, None) => Kind::Removed,
-                    _ => Kind::Changed,
-                };
-                let side = if b.is_some() { Side::New } else { Side::Old };
-                self.push(
-                    Effect::Neutral,
-                    kind,
-                    &format!("resilience.{c}"),
-                    "",
-                    side,
-                    "breaker, ejection, bulkhead or retry settings changed".into(),
-                );
-            }
+            let (kind, side) = match (a, b) {
+                (a, b) if a == b => continue,
+                (None, _) => (Kind::Added, Side::New),
+                (_, None) => (Kind::Removed, Side::Old),
+                _ => (Kind::Changed, Side::New),
+            };
+            let subject = format!("resilience.{c}");
+            let message = "breaker, ejection, bulkhead or retry settings".into();
+            self.push(Effect::Neutral, kind, (&subject, ""), side, message);
         }
         if o.access_log != n.access_log {
+            let message = "what access-log records keep changed".into();
             self.push(
                 Effect::Neutral,
                 Kind::Changed,
-                "access_log",
-                "",
+                ("access_log", ""),
                 Side::New,
-                "what access-log records keep changed".into(),
+                message,
             );
         }
     }
@@ -1316,6 +1087,77 @@ fn exposure(s: &Snapshot, r: &Route) -> Vec<&'static str> {
     out
 }
 
+/// Differences of two cache policies; `authenticated` names the routes with an auth rule
+/// that use the new one.
+fn compare_cache(o: &CachePolicy, n: &CachePolicy, authenticated: &[String]) -> Found {
+    let mut found = Found::default();
+    if public(o) != public(n) {
+        found.either(
+            public(n),
+            if public(n) {
+                "responses become public (shared caches and CDNs may store them)"
+            } else {
+                "responses are no longer public"
+            },
+        );
+    }
+    if o.authenticated != n.authenticated {
+        let public = n.authenticated == AuthenticatedMode::Public;
+        found.either(
+            public,
+            if public {
+                "`authenticated = \"public\"`: responses to credentialed requests get the public headers"
+            } else {
+                "responses to credentialed requests are made private"
+            },
+        );
+    }
+    let (_, lost_cookies) = delta(&o.credential_cookies, &n.credential_cookies);
+    if !lost_cookies.is_empty() {
+        found.looser(format!(
+            "cookies {} no longer count as credentials",
+            list(&lost_cookies)
+        ));
+    }
+    let on_auth = format!(
+        "on authenticated {}",
+        named("route", authenticated.to_vec())
+    );
+    match (&o.micro, &n.micro) {
+        (None, Some(_)) if !authenticated.is_empty() => {
+            found.looser(format!("a micro-cache is enabled {on_auth}"))
+        }
+        (None, Some(_)) => found.other("a micro-cache is enabled"),
+        (Some(_), None) => found.other("the micro-cache is removed"),
+        (Some(a), Some(b)) if !a.per_subject && b.per_subject && !authenticated.is_empty() => found
+            .looser(format!(
+                "the micro-cache now stores authenticated responses (`per_subject`) {on_auth}"
+            )),
+        (Some(a), Some(b)) if a != b => found.other("micro-cache settings changed"),
+        _ => {}
+    }
+    if o.directed != n.directed {
+        found.other(format!(
+            "Cache-Control {} → {}",
+            directed_text(&o.directed),
+            directed_text(&n.directed)
+        ));
+    }
+    let fields = [
+        ("cdn_header", o.cdn_header != n.cdn_header),
+        ("origin", o.origin != n.origin),
+        ("vary", o.vary != n.vary),
+        ("statuses", o.statuses != n.statuses),
+        ("tags", o.tags != n.tags),
+        ("rules", o.rules != n.rules),
+    ];
+    let changed: Vec<&str> = fields.iter().filter(|(_, c)| *c).map(|(f, _)| *f).collect();
+    if !changed.is_empty() {
+        found.other(format!("changed: {}", changed.join(", ")));
+    }
+    found
+}
+
 fn directed_text(d: &Directed) -> String {
     d.cache_control
         .as_ref()
@@ -1329,8 +1171,10 @@ fn hosts_text(hosts: &[HostMatch]) -> String {
     list(hosts.iter().map(|h| group_text(&Some(h.clone()))))
 }
 
-fn methods_text(m: &Option<Vec<http::Method>>) -> String {
-    m.as_ref().map_or("any method".into(), |ms| list(ms.iter()))
+fn methods_text(r: &Route) -> String {
+    r.methods
+        .as_ref()
+        .map_or("any method".into(), |ms| list(ms.iter()))
 }
 
 fn target_text(t: &RouteTarget) -> String {
@@ -1340,13 +1184,21 @@ fn target_text(t: &RouteTarget) -> String {
     }
 }
 
+fn canary_text(r: &Route) -> String {
+    match &r.canary {
+        None => "none".into(),
+        Some(c) => format!(
+            "`{}` at {}.{:02}% by `{}`",
+            c.cluster,
+            c.per_10k / 100,
+            c.per_10k % 100,
+            c.key
+        ),
+    }
+}
+
 fn rate_text(r: &Rate) -> String {
-    format!(
-        "{}/{} (burst {})",
-        r.rate,
-        humantime::format_duration(r.per),
-        r.burst
-    )
+    format!("{}/{} (burst {})", r.rate, dur(r.per), r.burst)
 }
 
 /// `a` lets more requests through per unit of time than `b`.
@@ -1354,90 +1206,73 @@ fn faster(a: &Rate, b: &Rate) -> bool {
     u128::from(a.rate.get()) * b.per.as_nanos() > u128::from(b.rate.get()) * a.per.as_nanos()
 }
 
-/// Looser, tighter and neutral differences of one rate (`what` names it in messages).
-fn compare_rates(
-    what: &str,
-    a: &Rate,
-    b: &Rate,
-    looser: &mut Vec<String>,
-    tighter: &mut Vec<String>,
-) {
+/// A rate raised (faster, or a larger burst) or lowered.
+fn compare_rates(found: &mut Found, what: &str, a: &Rate, b: &Rate) {
     let line = format!("{what} {} → {}", rate_text(a), rate_text(b));
-    let (up, down) = (
-        faster(b, a) || b.burst > a.burst,
-        faster(a, b) || a.burst > b.burst,
-    );
-    if up {
-        looser.push(format!("{line}: raised"));
-    } else if down {
-        tighter.push(format!("{line}: lowered"));
+    if faster(b, a) || b.burst > a.burst {
+        found.looser(format!("{line}: raised"));
+    } else if faster(a, b) || a.burst > b.burst {
+        found.tighter(format!("{line}: lowered"));
     }
 }
 
-/// Looser, tighter and neutral differences of two auth rules.
-fn compare_rules(a: &RuleSpec, b: &RuleSpec) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let mut looser = Vec::new();
-    let mut tighter = Vec::new();
-    let mut other = Vec::new();
+/// Differences of two auth rules.
+fn compare_rules(a: &RuleSpec, b: &RuleSpec) -> Found {
+    let mut found = Found::default();
     if a.mode != b.mode {
-        if b.mode == AuthMode::Optional {
-            looser
-                .push("mode required → optional: requests without a token pass anonymously".into());
-        } else {
-            tighter.push("mode optional → required".into());
-        }
+        found.either(
+            b.mode == AuthMode::Optional,
+            if b.mode == AuthMode::Optional {
+                "mode required → optional: requests without a token pass anonymously"
+            } else {
+                "mode optional → required"
+            },
+        );
     }
-    let (ra, rb) = (Scopes::of(a), Scopes::of(b));
-    if ra != rb {
-        let line = format!("scopes {} → {}", ra, rb);
-        match (rb.implies(&ra), ra.implies(&rb)) {
-            (true, false) => tighter.push(line),
-            (false, _) => looser.push(format!("{line}: tokens with fewer scopes pass")),
-            (true, true) => other.push(line),
+    let (sa, sb) = (Scopes::of(a), Scopes::of(b));
+    if sa != sb {
+        let line = format!("scopes {sa} → {sb}");
+        match (sb.implies(&sa), sa.implies(&sb)) {
+            (true, false) => found.tighter(line),
+            (false, _) => found.looser(format!("{line}: tokens with fewer scopes pass")),
+            (true, true) => found.other(line),
         }
     }
     for (claim, values) in &a.claims {
         match b.claims.iter().find(|(c, _)| c == claim) {
-            None => looser.push(format!("claim `{claim}` no longer required")),
-            Some((_, nv)) => {
-                let (added, removed) = delta(values, nv);
-                if !added.is_empty() {
-                    looser.push(format!("claim `{claim}` accepts {} too", list(&added)));
-                }
-                if !removed.is_empty() {
-                    tighter.push(format!(
-                        "claim `{claim}` no longer accepts {}",
-                        list(&removed)
-                    ));
-                }
-            }
+            None => found.looser(format!("claim `{claim}` no longer required")),
+            Some((_, nv)) => found.wider(
+                values,
+                nv,
+                &format!("claim `{claim}` accepts {{}} too"),
+                &format!("claim `{claim}` no longer accepts {{}}"),
+            ),
         }
     }
     for (claim, _) in &b.claims {
         if !a.claims.iter().any(|(c, _)| c == claim) {
-            tighter.push(format!("claim `{claim}` now required"));
+            found.tighter(format!("claim `{claim}` now required"));
         }
     }
-    let (added, removed) = delta(&a.issuers, &b.issuers);
-    if !added.is_empty() {
-        looser.push(format!("accepts tokens from {} too", list(&added)));
-    }
-    if !removed.is_empty() {
-        tighter.push(format!("no longer accepts tokens from {}", list(&removed)));
-    }
+    found.wider(
+        &a.issuers,
+        &b.issuers,
+        "accepts tokens from {} too",
+        "no longer accepts tokens from {}",
+    );
     if a.forward_claims != b.forward_claims {
-        other.push("forward_claims changed".into());
+        found.other("forward_claims changed");
     }
     if a.forward_authorization != b.forward_authorization {
-        other.push(format!(
+        found.other(format!(
             "forward_authorization {} → {}",
             a.forward_authorization, b.forward_authorization
         ));
     }
     if a.realm != b.realm {
-        other.push(format!("realm `{}` → `{}`", a.realm, b.realm));
+        found.other(format!("realm `{}` → `{}`", a.realm, b.realm));
     }
-    (looser, tighter, other)
+    found
 }
 
 /// A rule's scope requirement, normalised: one scope is the same under `all` and `any`.
@@ -1481,104 +1316,86 @@ impl fmt::Display for Scopes {
     }
 }
 
-/// Looser, tighter and neutral differences of two issuers.
-fn compare_issuers(a: &IssuerSpec, b: &IssuerSpec) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let mut looser = Vec::new();
-    let mut tighter = Vec::new();
-    let mut other = Vec::new();
+/// Differences of two issuers.
+fn compare_issuers(a: &IssuerSpec, b: &IssuerSpec) -> Found {
+    let mut found = Found::default();
     if a.iss != b.iss {
-        looser.push(format!(
+        found.looser(format!(
             "iss `{}` → `{}`: tokens of another issuer are accepted",
             a.iss, b.iss
         ));
     }
-    let (added, removed) = delta(&a.audiences, &b.audiences);
-    if !added.is_empty() {
-        looser.push(format!("audiences {} accepted too", list(&added)));
-    }
-    if !removed.is_empty() {
-        tighter.push(format!("audiences {} no longer accepted", list(&removed)));
-    }
-    let (added, removed) = delta(&a.algorithms, &b.algorithms);
-    if !added.is_empty() {
-        looser.push(format!(
-            "algorithms {} accepted too",
-            list(added.iter().map(|x| format!("{x:?}")))
-        ));
-    }
-    if !removed.is_empty() {
-        tighter.push(format!(
-            "algorithms {} no longer accepted",
-            list(removed.iter().map(|x| format!("{x:?}")))
-        ));
-    }
-    let d = |x: Duration| humantime::format_duration(x).to_string();
+    found.wider(
+        &a.audiences,
+        &b.audiences,
+        "audiences {} accepted too",
+        "audiences {} no longer accepted",
+    );
+    let algs = |v: &[jsonwebtoken::Algorithm]| -> Vec<String> {
+        v.iter().map(|x| format!("{x:?}")).collect()
+    };
+    found.wider(
+        &algs(&a.algorithms),
+        &algs(&b.algorithms),
+        "algorithms {} accepted too",
+        "algorithms {} no longer accepted",
+    );
     if a.leeway != b.leeway {
-        let line = format!("leeway {} → {}", d(a.leeway), d(b.leeway));
-        if b.leeway > a.leeway {
-            looser.push(line)
-        } else {
-            tighter.push(line)
-        }
+        found.either(
+            b.leeway > a.leeway,
+            format!("leeway {} → {}", dur(a.leeway), dur(b.leeway)),
+        );
     }
     if a.max_lifetime != b.max_lifetime {
-        let t = |x: Option<Duration>| x.map_or("unlimited".into(), d);
-        let line = format!("max_lifetime {} → {}", t(a.max_lifetime), t(b.max_lifetime));
+        let t = |x: Option<Duration>| x.map_or("unlimited".into(), dur);
         let longer = match (a.max_lifetime, b.max_lifetime) {
             (_, None) => true,
             (None, Some(_)) => false,
             (Some(x), Some(y)) => y > x,
         };
-        if longer {
-            looser.push(line)
-        } else {
-            tighter.push(line)
-        }
+        found.either(
+            longer,
+            format!("max_lifetime {} → {}", t(a.max_lifetime), t(b.max_lifetime)),
+        );
     }
-    let (added, removed) = delta(&a.required_claims, &b.required_claims);
-    if !removed.is_empty() {
-        looser.push(format!("claims {} no longer required", list(&removed)));
-    }
-    if !added.is_empty() {
-        tighter.push(format!("claims {} now required", list(&added)));
-    }
+    // Fewer required claims let more tokens through.
+    found.wider(
+        &b.required_claims,
+        &a.required_claims,
+        "claims {} no longer required",
+        "claims {} now required",
+    );
     match (&a.jwks, &b.jwks) {
-        (Some(JwksSource::Url(x)), Some(JwksSource::Url(y))) if x.url != y.url => {
-            looser.push(format!(
-                "keys fetched from `{}` instead of `{}`",
-                y.url, x.url
-            ));
-        }
+        (Some(JwksSource::Url(x)), Some(JwksSource::Url(y))) if x.url != y.url => found.looser(
+            format!("keys fetched from `{}` instead of `{}`", y.url, x.url),
+        ),
         (Some(JwksSource::Url(x)), Some(JwksSource::Url(y))) if x != y => {
-            other.push("JWKS refresh settings changed".into())
+            found.other("JWKS refresh settings changed")
         }
-        (
-            Some(JwksSource::File { path: p, bytes: x }),
-            Some(JwksSource::File { path: q, bytes: y }),
-        ) if p != q || x != y => {
-            other.push(format!("key set `{p}` → `{q}` changed: review the keys"));
+        (Some(JwksSource::File { path: p, .. }), Some(JwksSource::File { path: q, .. }))
+            if a.jwks != b.jwks =>
+        {
+            found.other(format!("key set `{p}` → `{q}` changed: review the keys"))
         }
-        (x, y) if x != y => looser.push("keys come from another source: review the keys".into()),
+        (x, y) if x != y => found.looser("keys come from another source: review the keys"),
         _ => {}
     }
     if a.secret != b.secret {
-        other.push("HMAC secret changed".into());
+        found.other("HMAC secret changed");
     }
     if a.token != b.token {
-        other.push(format!("token taken from {:?} → {:?}", a.token, b.token));
+        found.other(format!("token taken from {:?} → {:?}", a.token, b.token));
     }
-    if a.max_token_bytes != b.max_token_bytes || a.cache_tokens != b.cache_tokens {
-        other.push("token size or caching changed".into());
+    if (a.max_token_bytes, a.cache_tokens) != (b.max_token_bytes, b.cache_tokens) {
+        found.other("token size or caching changed");
     }
-    (looser, tighter, other)
+    found
 }
 
-/// Looser, tighter and neutral differences of two limits.
-fn compare_limits(a: &LimitSpec, b: &LimitSpec) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let mut looser = Vec::new();
-    let mut tighter = Vec::new();
-    let mut other = Vec::new();
-    compare_rates("rate", &a.base, &b.base, &mut looser, &mut tighter);
+/// Differences of two limits.
+fn compare_limits(a: &LimitSpec, b: &LimitSpec) -> Found {
+    let mut found = Found::default();
+    compare_rates(&mut found, "rate", &a.base, &b.base);
     for (tier, rb) in &b.tiers {
         // A new tier replaces the base rate for its requests.
         let ra = a
@@ -1586,113 +1403,67 @@ fn compare_limits(a: &LimitSpec, b: &LimitSpec) -> (Vec<String>, Vec<String>, Ve
             .iter()
             .find(|(t, _)| t == tier)
             .map_or(&a.base, |(_, r)| r);
-        compare_rates(&format!("tier `{tier}`"), ra, rb, &mut looser, &mut tighter);
+        compare_rates(&mut found, &format!("tier `{tier}`"), ra, rb);
     }
     for (tier, ra) in &a.tiers {
         if !b.tiers.iter().any(|(t, _)| t == tier) {
-            compare_rates(
-                &format!("tier `{tier}` (removed: base rate)"),
-                ra,
-                &b.base,
-                &mut looser,
-                &mut tighter,
-            );
+            let what = format!("tier `{tier}` (removed: base rate)");
+            compare_rates(&mut found, &what, ra, &b.base);
         }
     }
     if a.mode != b.mode {
-        if b.mode == Mode::Shadow {
-            looser.push(
-                "shadow mode switched on: requests over the limit pass (only recorded)".into(),
-            );
-        } else {
-            tighter.push("enforced (was shadow)".into());
-        }
+        found.either(
+            b.mode == Mode::Shadow,
+            if b.mode == Mode::Shadow {
+                "shadow mode switched on: requests over the limit pass (only recorded)"
+            } else {
+                "enforced (was shadow)"
+            },
+        );
     }
     if a.scope != b.scope {
-        if b.scope == Scope::Local {
-            looser.push(
+        found.either(
+            b.scope == Scope::Local,
+            if b.scope == Scope::Local {
                 "scope cluster → local: each instance counts on its own (the rate is per instance)"
-                    .into(),
-            );
-        } else {
-            tighter.push("scope local → cluster: one budget shared by every instance".into());
-        }
+            } else {
+                "scope local → cluster: one budget shared by every instance"
+            },
+        );
     }
-    for (m, cb) in &b.cost {
-        let ca = a
-            .cost
-            .iter()
-            .find(|(x, _)| x == m)
-            .map_or(1, |(_, c)| c.get());
-        if cb.get() < ca {
-            looser.push(format!("cost of {m} {ca} → {cb}"));
-        } else if cb.get() > ca {
-            tighter.push(format!("cost of {m} {ca} → {cb}"));
-        }
-    }
-    for (m, ca) in &a.cost {
-        if ca.get() > 1 && !b.cost.iter().any(|(x, _)| x == m) {
-            looser.push(format!("cost of {m} {ca} → 1"));
+    let cost = |l: &LimitSpec, m: &http::Method| l.cost(m).get();
+    let methods: BTreeSet<&str> = a
+        .cost
+        .iter()
+        .chain(&b.cost)
+        .map(|(m, _)| m.as_str())
+        .collect();
+    for m in methods {
+        let Ok(m) = http::Method::from_bytes(m.as_bytes()) else {
+            continue;
+        };
+        let (ca, cb) = (cost(a, &m), cost(b, &m));
+        if ca != cb {
+            found.either(cb < ca, format!("cost of {m} {ca} → {cb}"));
         }
     }
     if a.key != b.key {
         let line = format!("key `{}` → `{}`", a.key, b.key);
         if client_chosen(b) && !client_chosen(a) {
-            looser.push(format!(
+            found.looser(format!(
                 "{line}: a value the client chooses (a new value is a fresh bucket)"
             ));
         } else {
-            other.push(line);
+            found.other(line);
         }
     }
     if a.tier_key != b.tier_key {
-        other.push("tier key changed".into());
+        found.other("tier key changed");
     }
-    if a.lease != b.lease || a.max_keys != b.max_keys {
-        other.push("lease or max_keys changed".into());
+    if (a.lease, a.max_keys) != (b.lease, b.max_keys) {
+        found.other("lease or max_keys changed");
     }
-    (looser, tighter, other)
-}
-
-/// Text for `gateway diff`: one line per change, then a summary.
-pub fn render_text(changes: &[Change]) -> String {
-    let mut out = String::new();
-    for c in changes {
-        out.push_str(&c.to_string());
-        out.push('\n');
-    }
-    let count = |e: Effect| changes.iter().filter(|c| c.effect == e).count();
-    if changes.is_empty() {
-        out.push_str("no semantic changes\n");
-    } else {
-        out.push_str(&format!(
-            "{} change(s): {} weaken security, {} strengthen, {} neutral\n",
-            changes.len(),
-            count(Effect::Weakens),
-            count(Effect::Strengthens),
-            count(Effect::Neutral)
-        ));
-    }
-    out
-}
-
-/// JSON for `gateway diff --format json`: `{"weakens": n, "changes": [...]}`.
-pub fn render_json(changes: &[Change]) -> String {
-    #[derive(Serialize)]
-    struct Report<'a> {
-        weakens: usize,
-        strengthens: usize,
-        neutral: usize,
-        changes: &'a [Change],
-    }
-    let count = |e: Effect| changes.iter().filter(|c| c.effect == e).count();
-    serde_json::to_string_pretty(&Report {
-        weakens: count(Effect::Weakens),
-        strengthens: count(Effect::Strengthens),
-        neutral: count(Effect::Neutral),
-        changes,
-    })
-    .unwrap_or_default()
+    found
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::auth::spec::RuleSpec;
 use crate::cache::spec::{AuthenticatedMode, CachePolicy};
 use crate::key::Source;
 use crate::limit::{LimitSpec, Mode};
-use crate::route::{HostMatch, Match, Route, Router};
+use crate::route::{methods_overlap, HostMatch, Match, Route, Router};
 
 /// Every lint warning of `s`, in route order.
 pub fn lint(s: &Snapshot) -> Vec<PolicyError> {
@@ -47,6 +47,17 @@ pub(crate) fn at(s: &Snapshot, key: &str, field: String, message: String) -> Pol
         field,
         message,
     }
+}
+
+/// A warning about route `r`'s `field` (empty: the route as a whole), at its name.
+fn on_route(s: &Snapshot, r: &Route, field: &str, message: String) -> PolicyError {
+    let key = format!("route.{}", r.name);
+    let field = if field.is_empty() {
+        key.clone()
+    } else {
+        format!("{key}.{field}")
+    };
+    at(s, &key, field, message)
 }
 
 /// `file:line` of the definition `key`, for messages that name a second place.
@@ -156,13 +167,6 @@ fn ip_keyed(l: &LimitSpec) -> bool {
         })
 }
 
-fn methods_overlap(a: &Option<Vec<Method>>, b: &Option<Vec<Method>>) -> bool {
-    match (a, b) {
-        (None, _) | (_, None) => true,
-        (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
-    }
-}
-
 /// A route no request can reach: for each of its host groups, the router sends a request
 /// for its own prefix (the one path no longer prefix can take from it) elsewhere.
 fn never_matches(s: &Snapshot, router: &Router<Route>, r: &Arc<Route>, out: &mut Vec<PolicyError>) {
@@ -189,10 +193,10 @@ fn never_matches(s: &Snapshot, router: &Router<Route>, r: &Arc<Route>, out: &mut
         ),
         _ => "its only method, CONNECT, is answered 405 by the server before routing".into(),
     };
-    out.push(at(
+    out.push(on_route(
         s,
-        &format!("route.{}", r.name),
-        format!("route.{}", r.name),
+        r,
+        "",
         format!("route `{}` can never match: {why}", r.name),
     ));
 }
@@ -214,10 +218,10 @@ fn open_inside_authenticated(s: &Snapshot, r: &Route, out: &mut Vec<PolicyError>
         if !inside {
             continue;
         }
-        out.push(at(
+        out.push(on_route(
             s,
-            &format!("route.{}", r.name),
-            format!("route.{}.auth", r.name),
+            r,
+            "auth",
             format!(
                 "route `{}` has no auth rule, but its path_prefix `{}` is inside authenticated route `{}` (`{}`, auth `{rule}`, {}) on {}: requests there skip authentication; give it an auth rule, or move it out of that prefix",
                 r.name,
@@ -255,10 +259,10 @@ fn broad_rule_not_applied(
             if Arc::ptr_eq(x, r) || x.auth.is_some() {
                 continue;
             }
-            out.push(at(
+            out.push(on_route(
                 s,
-                &format!("route.{}", r.name),
-                format!("route.{}.hosts", r.name),
+                r,
+                "hosts",
                 format!(
                     "authenticated route `{}` (`{}` on {}, auth `{rule}`) does not apply on {}, which has routes of its own: the most specific host group wins and never falls back, so `{}` there goes to route `{}` ({}) without authentication; add a route with the auth rule for that host",
                     r.name,
@@ -316,10 +320,10 @@ fn client_keyed_limits(s: &Snapshot, r: &Route, out: &mut Vec<PolicyError>) {
     } else {
         "`[rate_limits] default`"
     };
-    out.push(at(
+    out.push(on_route(
         s,
-        &format!("route.{}", r.name),
-        format!("route.{}.limits", r.name),
+        r,
+        "limits",
         format!(
             "route `{}` is limited by {} from {whence}, keyed on a value the client chooses (a new value is a fresh bucket), with no enforcing IP-keyed limit behind it; add one (`key = \"ip\"`) to the route's `limits`",
             r.name,
