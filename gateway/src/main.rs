@@ -341,6 +341,7 @@ fn check(dir: &std::path::Path, deny_warnings: bool) -> ExitCode {
                 eprintln!("{} warning(s) in {}", s.warnings.len(), dir.display());
             }
             if deny_warnings && !s.warnings.is_empty() {
+                eprintln!("error: warnings are denied (--deny-warnings)");
                 return ExitCode::FAILURE;
             }
             println!(

@@ -334,7 +334,16 @@ impl Diff<'_> {
         side: Side,
         message: String,
     ) {
-        let origin = self.snap(side).origins.get(subject);
+        let other = match side {
+            Side::Old => Side::New,
+            Side::New => Side::Old,
+        };
+        // A section only one side has (`[ip_access]` added or dropped) is placed in that one.
+        let origin = self
+            .snap(side)
+            .origins
+            .get(subject)
+            .or_else(|| self.snap(other).origins.get(subject));
         self.out.push(Change {
             effect,
             kind,
@@ -745,13 +754,12 @@ impl Diff<'_> {
             }
             (None, None) => {}
         }
-        let side = if n.is_empty() { Side::Old } else { Side::New };
         let message = found.text();
         self.push(
             found.effect(),
             Kind::Changed,
             ("revocation", ""),
-            side,
+            Side::New,
             message,
         );
     }
@@ -821,13 +829,12 @@ impl Diff<'_> {
                     format!("max_in_flight {}", s.max_in_flight)
                 })
             };
-            let side = if b.is_some() { Side::New } else { Side::Old };
             let message = format!("{} → {}", t(a), t(b));
             self.push(
                 Effect::Neutral,
                 Kind::Changed,
                 ("load_shedding", ""),
-                side,
+                Side::New,
                 message,
             );
         }
