@@ -17,7 +17,7 @@ use std::sync::Arc;
 use http::Method;
 
 use super::{PolicyError, Snapshot};
-use crate::auth::spec::RuleSpec;
+use crate::auth::spec::{AuthMode, RuleSpec};
 use crate::cache::spec::{AuthenticatedMode, CachePolicy};
 use crate::key::Source;
 use crate::limit::{LimitSpec, Mode};
@@ -123,6 +123,14 @@ pub(crate) fn rule<'s>(s: &'s Snapshot, r: &Route) -> Option<&'s Arc<RuleSpec>> 
     s.auth.rules.iter().find(|x| &*x.name == name)
 }
 
+/// The route's auth rule name when the rule requires a token (an `optional` rule lets
+/// anonymous requests through anyway, so routes around it open nothing).
+fn required_rule<'s>(s: &'s Snapshot, r: &Route) -> Option<&'s str> {
+    rule(s, r)
+        .filter(|x| x.mode == AuthMode::Required)
+        .map(|x| &*x.name)
+}
+
 /// The names of the limits that apply to a route: its own list, else `[rate_limits] default`.
 pub(crate) fn route_limits<'s>(s: &'s Snapshot, r: &'s Route) -> &'s [Arc<str>] {
     r.protection
@@ -209,7 +217,9 @@ fn open_inside_authenticated(s: &Snapshot, r: &Route, out: &mut Vec<PolicyError>
     }
     let mine = groups(r);
     for a in &s.routes {
-        let Some(rule) = &a.auth else { continue };
+        let Some(rule) = required_rule(s, a) else {
+            continue;
+        };
         let inside = a.matches_path(&r.path_prefix)
             && (a.path_prefix == r.path_prefix || methods_overlap(&a.methods, &r.methods));
         let Some(shared) = groups(a).into_iter().find(|g| mine.contains(g)) else {
@@ -245,7 +255,9 @@ fn broad_rule_not_applied(
     r: &Arc<Route>,
     out: &mut Vec<PolicyError>,
 ) {
-    let Some(rule) = &r.auth else { return };
+    let Some(rule) = required_rule(s, r) else {
+        return;
+    };
     let Some(method) = probe_methods(r).into_iter().next() else {
         return;
     };
@@ -423,6 +435,29 @@ pub(crate) mod tests {
                 "hosts = [\"www.test\"]\npath_prefix = \"/v1/users/export\""
             ),
         ));
+        assert!(w.is_empty(), "{w:?}");
+        // Under a rule that lets anonymous requests through, an open route opens nothing.
+        let w = load(&[
+            (
+                "base.toml",
+                &BASE.replace("[auth.users]\n", "[auth.users]\nmode = \"optional\"\n"),
+            ),
+            (
+                "routes.toml",
+                &format!(
+                    "{}{}",
+                    route(
+                        "users",
+                        "hosts = [\"api.test\"]\npath_prefix = \"/v1/users\"\nauth = \"users\""
+                    ),
+                    route(
+                        "export",
+                        "hosts = [\"api.test\"]\npath_prefix = \"/v1/users/export\""
+                    ),
+                ),
+            ),
+        ])
+        .warnings;
         assert!(w.is_empty(), "{w:?}");
     }
 
