@@ -1,7 +1,8 @@
 //! `[cache.<name>]` → [`CachePolicies`]: pure. Every directive list is parsed strictly
 //! (unknown directives, negative lifetimes, `immutable` without a lifetime are errors at the
 //! directive's place); a micro-cache needs a size bound; `authenticated = "public"` is a
-//! warning, not an error (it is a documented, explicit choice).
+//! warning, not an error (it is a documented, explicit choice), given by `policy::lint` once
+//! the routes using the policy are known.
 
 use std::sync::Arc;
 use std::time::Duration;
