@@ -408,56 +408,29 @@ pub(crate) mod tests {
 
     #[test]
     fn open_route_inside_an_authenticated_prefix() {
-        let w = warnings(&format!(
-            "{}{}",
-            route(
-                "users",
-                "hosts = [\"api.test\"]\npath_prefix = \"/v1/users\"\nauth = \"users\""
-            ),
-            route(
-                "export",
-                "hosts = [\"api.test\"]\npath_prefix = \"/v1/users/export\""
-            ),
-        ));
+        let users = route(
+            "users",
+            "hosts = [\"api.test\"]\npath_prefix = \"/v1/users\"\nauth = \"users\"",
+        );
+        let export = route(
+            "export",
+            "hosts = [\"api.test\"]\npath_prefix = \"/v1/users/export\"",
+        );
+        let w = warnings(&format!("{users}{export}"));
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].starts_with("8: route.export.auth: route `export` has no auth rule, but its path_prefix `/v1/users/export` is inside authenticated route `users`"), "{w:?}");
         // The usual shape (an open root, an authenticated API under it) is fine, and so is an
         // open route on another host.
-        let w = warnings(&format!(
-            "{}{}{}",
-            route(
-                "users",
-                "hosts = [\"api.test\"]\npath_prefix = \"/v1/users\"\nauth = \"users\""
-            ),
-            route("root", "hosts = [\"api.test\"]"),
-            route(
-                "other",
-                "hosts = [\"www.test\"]\npath_prefix = \"/v1/users/export\""
-            ),
-        ));
+        let root = route("root", "hosts = [\"api.test\"]");
+        let other = export
+            .replace("export", "other")
+            .replace("api.test", "www.test");
+        let w = warnings(&format!("{users}{root}{other}"));
         assert!(w.is_empty(), "{w:?}");
         // Under a rule that lets anonymous requests through, an open route opens nothing.
-        let w = load(&[
-            (
-                "base.toml",
-                &BASE.replace("[auth.users]\n", "[auth.users]\nmode = \"optional\"\n"),
-            ),
-            (
-                "routes.toml",
-                &format!(
-                    "{}{}",
-                    route(
-                        "users",
-                        "hosts = [\"api.test\"]\npath_prefix = \"/v1/users\"\nauth = \"users\""
-                    ),
-                    route(
-                        "export",
-                        "hosts = [\"api.test\"]\npath_prefix = \"/v1/users/export\""
-                    ),
-                ),
-            ),
-        ])
-        .warnings;
+        let optional = BASE.replace("[auth.users]\n", "[auth.users]\nmode = \"optional\"\n");
+        let routes = format!("{users}{export}");
+        let w = load(&[("base.toml", &optional), ("routes.toml", &routes)]).warnings;
         assert!(w.is_empty(), "{w:?}");
     }
 
