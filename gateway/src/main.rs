@@ -44,6 +44,24 @@ enum Cmd {
     Check {
         /// Directory of `*.toml` policy files.
         dir: PathBuf,
+        /// Exit 1 when there are warnings too (lints: open routes inside authenticated
+        /// prefixes, wildcard rules that do not reach a host, client-keyed limits, routes that
+        /// can never match, public caching of credentialed responses).
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Compare two policy directories for review: routes, auth, limits, IP lists, forwarding
+    /// and cache rules added, removed or changed, each with its file and line and classified
+    /// `weakens`, `strengthens` or `neutral`. Exits 2 when any change weakens security (so CI
+    /// can ask for a second approval), 1 when a directory is invalid, else 0.
+    Diff {
+        /// The policy directory before the change (e.g. a checkout of the base branch).
+        old: PathBuf,
+        /// The policy directory after the change.
+        new: PathBuf,
+        /// `text` (one line per change, then a summary) or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        format: DiffFormat,
     },
     /// Show what the policy does with one request, and why, without any network access:
     /// IP lists, the route (and the routes that lost), auth, limits and their keys, shard,
@@ -63,6 +81,12 @@ enum Cmd {
         #[arg(long = "name")]
         names: Vec<String>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DiffFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -286,7 +310,8 @@ fn instance_id(explicit: Option<String>) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Check { dir } => check(&dir),
+        Cmd::Check { dir, deny_warnings } => check(&dir, deny_warnings),
+        Cmd::Diff { old, new, format } => diff(&old, &new, format),
         Cmd::Explain(args) => gateway::tools::cli::explain(args),
         Cmd::Test(args) => gateway::tools::cli::test(args),
         Cmd::Schema => {
@@ -315,7 +340,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(dir: &std::path::Path) -> ExitCode {
+fn check(dir: &std::path::Path, deny_warnings: bool) -> ExitCode {
     match policy::load_dir(dir) {
         Ok(s) => {
             for w in &s.warnings {
@@ -323,6 +348,10 @@ fn check(dir: &std::path::Path) -> ExitCode {
             }
             if !s.warnings.is_empty() {
                 eprintln!("{} warning(s) in {}", s.warnings.len(), dir.display());
+            }
+            if deny_warnings && !s.warnings.is_empty() {
+                eprintln!("error: warnings are denied (--deny-warnings)");
+                return ExitCode::FAILURE;
             }
             println!(
                 "ok: {} routes, {} clusters, policy version {}",
@@ -339,6 +368,36 @@ fn check(dir: &std::path::Path) -> ExitCode {
             eprintln!("{} error(s) in {}", errors.0.len(), dir.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `gateway diff OLD NEW`: 2 when a change weakens security, 1 when a side is invalid.
+fn diff(old: &std::path::Path, new: &std::path::Path, format: DiffFormat) -> ExitCode {
+    let load = |dir: &std::path::Path| {
+        policy::load_dir(dir).map_err(|errors| {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!("{} error(s) in {}", errors.0.len(), dir.display());
+        })
+    };
+    let (Ok(old), Ok(new)) = (load(old), load(new)) else {
+        return ExitCode::FAILURE;
+    };
+    let changes = policy::diff::diff(&old, &new);
+    let out = match format {
+        DiffFormat::Text => policy::diff::render_text(&changes),
+        DiffFormat::Json => policy::diff::render_json(&changes) + "\n",
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
+    if changes
+        .iter()
+        .any(|c| c.effect == policy::diff::Effect::Weakens)
+    {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -5,7 +5,7 @@
 //!   micro-cache); routes name one with `cache = "<name>"`;
 //! - [`validate()`](validate::validate): pure; unknown directives, negative lifetimes,
 //!   `immutable` without a lifetime, a micro-cache without a size bound are located errors;
-//!   `authenticated = "public"` is a located warning;
+//!   `authenticated = "public"` is a located warning (from `policy::lint`);
 //! - [`spec`]: the immutable [`spec::CachePolicies`], header values pre-rendered;
 //! - runtime: [`CacheRuntime`] holds one [`micro::MicroCache`] per policy that has one
 //!   (kept across reloads while its spec is unchanged); [`RouteCache`] on each

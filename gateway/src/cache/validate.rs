@@ -1,7 +1,8 @@
 //! `[cache.<name>]` → [`CachePolicies`]: pure. Every directive list is parsed strictly
 //! (unknown directives, negative lifetimes, `immutable` without a lifetime are errors at the
 //! directive's place); a micro-cache needs a size bound; `authenticated = "public"` is a
-//! warning, not an error (it is a documented, explicit choice).
+//! warning, not an error (it is a documented, explicit choice), given by `policy::lint` once
+//! the routes using the policy are known.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,14 +114,9 @@ fn policy(errs: &mut Errors, fi: usize, name: &str, p: &CachePolicyFile) -> Opti
         .as_ref()
         .map_or(AuthenticatedMode::Private, |a| *a.get_ref());
     if let Some(a) = &p.authenticated {
-        if *a.get_ref() == AuthenticatedMode::Public {
-            errs.warn(
-                fi,
-                a.span(),
-                &format!("{f}.authenticated"),
-                "responses to requests with credentials (Authorization, credential cookies, routes with an auth rule) and responses setting cookies get this policy's public cache headers: a CDN may serve one user's response to another".into(),
-            );
-        }
+        // `authenticated = "public"` is warned about by `policy::lint`, which also names the
+        // authenticated routes that use the policy.
+        errs.define(format!("{f}.authenticated"), fi, a.span());
     }
     let tags = p.tags.as_ref().and_then(|t| tags(errs, fi, &f, t));
     let mut rules = Vec::new();

@@ -44,6 +44,53 @@ impl CidrSet {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Whether every address in `self` is also in `other` (merged ranges: each of ours must
+    /// lie inside one of theirs).
+    pub fn is_subset_of(&self, other: &CidrSet) -> bool {
+        fn within<T: Ord + Copy>(ours: &[(T, T)], theirs: &[(T, T)]) -> bool {
+            ours.iter().all(|&(lo, hi)| {
+                let i = theirs.partition_point(|r| r.0 <= lo);
+                i > 0 && theirs[i - 1].1 >= hi
+            })
+        }
+        within(&self.v4, &other.v4) && within(&self.v6, &other.v6)
+    }
+
+    /// The merged ranges as text (`10.0.0.0/8`, or `first-last` when not one block), for
+    /// review tools.
+    pub fn ranges(&self) -> Vec<String> {
+        let v4 = self.v4.iter().map(|&(lo, hi)| {
+            range_text(
+                std::net::Ipv4Addr::from(lo).into(),
+                std::net::Ipv4Addr::from(hi).into(),
+                (hi - lo).checked_add(1).map(u128::from),
+                32,
+            )
+        });
+        let v6 = self.v6.iter().map(|&(lo, hi)| {
+            range_text(
+                std::net::Ipv6Addr::from(lo).into(),
+                std::net::Ipv6Addr::from(hi).into(),
+                (hi - lo).checked_add(1),
+                128,
+            )
+        });
+        v4.chain(v6).collect()
+    }
+}
+
+/// `lo/len` when `lo..=hi` is one aligned block of `size` addresses, else `lo-hi`.
+fn range_text(lo: IpAddr, hi: IpAddr, size: Option<u128>, bits: u32) -> String {
+    let prefix = match size {
+        Some(n) if n.is_power_of_two() => bits.checked_sub(n.trailing_zeros()),
+        None => Some(0),
+        _ => None,
+    };
+    match prefix.and_then(|p| ipnet::IpNet::new(lo, p as u8).ok()) {
+        Some(net) if net.network() == lo && net.broadcast() == hi => net.to_string(),
+        _ => format!("{lo}-{hi}"),
+    }
 }
 
 fn merge<T: Ord + Copy + num::One>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {

@@ -7,8 +7,10 @@
 //! The proxy never sees the file types.
 
 pub mod attach;
+pub mod diff;
 pub mod file;
 pub mod fingerprint;
+pub mod lint;
 pub mod validate;
 
 use std::fmt;

@@ -319,6 +319,7 @@ pub fn validate(
     mut errs: Errors,
 ) -> Result<Snapshot, PolicyErrors> {
     let mut names = Names::default();
+    define_sections(&mut errs, files);
     let clusters = upstream::validate(&mut errs, files, attachments, base_dir, &mut names);
     let forwarding = forwarding::validate(&mut errs, files);
     let access_log = access_log::policy::validate(&mut errs, files);
@@ -332,7 +333,7 @@ pub fn validate(
     if !errs.out.is_empty() {
         return Err(PolicyErrors(errs.out));
     }
-    Ok(Snapshot {
+    let mut snapshot = Snapshot {
         version: Arc::from(""),
         routes,
         clusters,
@@ -345,7 +346,40 @@ pub fn validate(
         warnings: errs.warnings,
         resilience,
         origins: errs.origins,
-    })
+    };
+    let lints = super::lint::lint(&snapshot);
+    snapshot.warnings.extend(lints);
+    Ok(snapshot)
+}
+
+/// Record where the single sections (`[forwarding]`, `[revocation]`...) and the
+/// `[resilience.<cluster>]` tables are written, for messages about them made after validation
+/// (`gateway diff`, lints).
+fn define_sections(errs: &mut Errors, files: &Files) {
+    for (fi, f) in files {
+        let spans = [
+            ("forwarding", f.forwarding.as_ref().map(|s| s.span())),
+            ("access_log", f.access_log.as_ref().map(|s| s.span())),
+            ("revocation", f.revocation.as_ref().map(|s| s.span())),
+            ("rate_limits", f.rate_limits.as_ref().map(|s| s.span())),
+            ("ip_access", f.ip_access.as_ref().map(|s| s.span())),
+            ("load_shedding", f.load_shedding.as_ref().map(|s| s.span())),
+        ];
+        for (section, span) in spans {
+            if let Some(span) = span {
+                if !errs.origins.contains_key(section) {
+                    errs.define(section.to_string(), *fi, span);
+                }
+            }
+        }
+        for cluster in f.resilience.keys() {
+            errs.define(
+                format!("resilience.{}", cluster.get_ref()),
+                *fi,
+                cluster.span(),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

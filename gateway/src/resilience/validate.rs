@@ -37,9 +37,6 @@ pub fn validate(
             if !lookup(errs, *fi, name, &field, "clusters", &names.clusters) {
                 continue;
             }
-            if !seen.contains_key(name.get_ref()) {
-                errs.define(field.clone(), *fi, name.span());
-            }
             if let Some(other) = seen.get(name.get_ref()) {
                 let other = errs.path(*other);
                 errs.at(

@@ -26,6 +26,7 @@ use pingora::proxy::Session;
 
 pub use file::{ForwardPath, PrefixMatch};
 pub use router::{HostGroup, Match, Matchable, Router};
+pub(crate) use validate::methods_overlap;
 pub use validate::validate;
 
 use crate::host;

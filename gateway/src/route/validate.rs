@@ -80,7 +80,8 @@ pub fn validate(errs: &mut Errors, files: &Files, names: &Names) -> Vec<Arc<Rout
     routes
 }
 
-fn methods_overlap(a: &Option<Vec<Method>>, b: &Option<Vec<Method>>) -> bool {
+/// Whether two method sets (`None`: any method) share a method.
+pub(crate) fn methods_overlap(a: &Option<Vec<Method>>, b: &Option<Vec<Method>>) -> bool {
     match (a, b) {
         (None, _) | (_, None) => true,
         (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
