@@ -18,6 +18,7 @@ pub fn data_type(kind: ColumnKind) -> DataType {
         ColumnKind::Int32 | ColumnKind::OptInt32 => DataType::Int32,
         ColumnKind::Int64 => DataType::Int64,
         ColumnKind::Float64 | ColumnKind::OptFloat64 => DataType::Float64,
+        ColumnKind::OptBool => DataType::Boolean,
     }
 }
 

@@ -290,6 +290,61 @@ async fn identity_headers_cannot_be_spoofed() {
     assert_eq!(r.client_ip, "203.0.113.9");
 }
 
+/// The response's `X-Request-Id`.
+fn response_id(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn client_request_ids_are_kept_or_replaced_by_policy_and_recorded() {
+    let a = Origin::start("a").await;
+    let clusters = format!("[cluster.a]\nendpoints = [\"{}\"]\n", a.addr);
+    let routes = "[[route]]\nname = \"all\"\ncluster = \"a\"\n";
+
+    // Default: a client's id is kept, and the record says it came from the client.
+    let gw = Gateway::start(&[("c.toml", &clusters), ("r.toml", routes)]).await;
+    let (status, head, body) =
+        raw(&gw, "GET /kept HTTP/1.1\r\nHost: x.test\r\nX-Request-Id: client-1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["headers"]["x-request-id"], "client-1");
+    assert_eq!(response_id(&head), "client-1");
+    assert_eq!(record(&gw, "client-1").await.request_id_from_client, Some(true));
+    // A malformed id is replaced, and the record says the gateway minted it.
+    let (status, head, _) =
+        raw(&gw, "GET /bad HTTP/1.1\r\nHost: x.test\r\nX-Request-Id: a b").await;
+    assert_eq!(status, 200);
+    let minted = response_id(&head);
+    assert_eq!(minted.len(), 36, "{head}");
+    assert_eq!(record(&gw, &minted).await.request_id_from_client, Some(false));
+    drop(gw);
+
+    // `replace`: an untrusted client's id never reaches the origin or the record.
+    let fw = "[forwarding]\nuntrusted_request_id = \"replace\"\n";
+    let gw = Gateway::start(&[("c.toml", &clusters), ("r.toml", routes), ("f.toml", fw)]).await;
+    let (status, head, body) =
+        raw(&gw, "GET /replaced HTTP/1.1\r\nHost: x.test\r\nX-Request-Id: reused-id").await;
+    assert_eq!(status, 200, "{body}");
+    let id = response_id(&head);
+    assert_ne!(id, "reused-id");
+    assert_eq!(json(&body)["headers"]["x-request-id"], id.as_str());
+    let r = record(&gw, &id).await;
+    assert_eq!((r.path.as_str(), r.request_id_from_client), ("/replaced", Some(false)));
+    drop(gw);
+
+    // `replace` behind a trusted proxy: the proxy's id is kept.
+    let fw = "[forwarding]\nuntrusted_request_id = \"replace\"\ntrusted_proxies = [\"127.0.0.0/8\"]\n";
+    let gw = Gateway::start(&[("c.toml", &clusters), ("r.toml", routes), ("f.toml", fw)]).await;
+    let (status, _, body) =
+        raw(&gw, "GET / HTTP/1.1\r\nHost: x.test\r\nX-Request-Id: lb-7").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["headers"]["x-request-id"], "lb-7");
+    assert_eq!(record(&gw, "lb-7").await.request_id_from_client, Some(true));
+}
+
 #[tokio::test]
 async fn secrets_in_urls_do_not_reach_the_record() {
     let a = Origin::start("a").await;
