@@ -248,6 +248,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         _ctx: &mut Ctx,
     ) -> pingora::Result<()> {
+        crate::head::reached_phases(session);
         self.connections.apply(session);
         Ok(())
     }
@@ -633,6 +634,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        crate::head::request_done(session);
         if let Some(guard) = ctx.guard() {
             guard.finish(&mut ctx.resilience, e);
         }

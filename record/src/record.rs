@@ -51,7 +51,10 @@ impl ColumnKind {
     pub const fn nullable(self) -> bool {
         matches!(
             self,
-            ColumnKind::OptStr | ColumnKind::OptInt32 | ColumnKind::OptFloat64 | ColumnKind::OptBool
+            ColumnKind::OptStr
+                | ColumnKind::OptInt32
+                | ColumnKind::OptFloat64
+                | ColumnKind::OptBool
         )
     }
 }
