@@ -244,10 +244,8 @@ async fn a_method_the_longest_prefix_does_not_allow_is_405_not_a_fall_through() 
 #[tokio::test]
 async fn identity_headers_cannot_be_spoofed() {
     let a = Origin::start("a").await;
-    let clusters = format!("[cluster.a]\nendpoints = [\"{}\"]\n", a.addr);
-    let routes = "[[route]]\nname = \"all\"\ncluster = \"a\"\n";
     // From an untrusted peer every identity header is replaced or removed.
-    let gw = Gateway::start(&[("c.toml", &clusters), ("r.toml", routes)]).await;
+    let gw = catch_all(&a, &[], &[]).await;
     let (status, _, body) = raw(
         &gw,
         "GET / HTTP/1.1\r\nHost: x.test\r\nX-Real-IP: 6.6.6.6\r\nTrue-Client-IP: 6.6.6.6\r\n\
@@ -274,7 +272,7 @@ async fn identity_headers_cannot_be_spoofed() {
     // Behind a trusted proxy, every X-Forwarded-For line counts: a forged first line does
     // not make its address the client.
     let fw = "[forwarding]\ntrusted_proxies = [\"127.0.0.0/8\"]\n";
-    let gw = Gateway::start(&[("c.toml", &clusters), ("r.toml", routes), ("f.toml", fw)]).await;
+    let gw = catch_all(&a, &[("f.toml", fw)], &[]).await;
     let (status, _, body) = raw(
         &gw,
         "GET / HTTP/1.1\r\nHost: x.test\r\nX-Forwarded-For: 6.6.6.6\r\n\
@@ -302,11 +300,9 @@ fn response_id(head: &str) -> String {
 #[tokio::test]
 async fn client_request_ids_are_kept_or_replaced_by_policy_and_recorded() {
     let a = Origin::start("a").await;
-    let clusters = format!("[cluster.a]\nendpoints = [\"{}\"]\n", a.addr);
-    let routes = "[[route]]\nname = \"all\"\ncluster = \"a\"\n";
 
     // Default: a client's id is kept, and the record says it came from the client.
-    let gw = Gateway::start(&[("c.toml", &clusters), ("r.toml", routes)]).await;
+    let gw = catch_all(&a, &[], &[]).await;
     let (status, head, body) = raw(
         &gw,
         "GET /kept HTTP/1.1\r\nHost: x.test\r\nX-Request-Id: client-1",
@@ -336,7 +332,7 @@ async fn client_request_ids_are_kept_or_replaced_by_policy_and_recorded() {
 
     // `replace`: an untrusted client's id never reaches the origin or the record.
     let fw = "[forwarding]\nuntrusted_request_id = \"replace\"\n";
-    let gw = Gateway::start(&[("c.toml", &clusters), ("r.toml", routes), ("f.toml", fw)]).await;
+    let gw = catch_all(&a, &[("f.toml", fw)], &[]).await;
     let (status, head, body) = raw(
         &gw,
         "GET /replaced HTTP/1.1\r\nHost: x.test\r\nX-Request-Id: reused-id",
@@ -356,7 +352,7 @@ async fn client_request_ids_are_kept_or_replaced_by_policy_and_recorded() {
     // `replace` behind a trusted proxy: the proxy's id is kept.
     let fw =
         "[forwarding]\nuntrusted_request_id = \"replace\"\ntrusted_proxies = [\"127.0.0.0/8\"]\n";
-    let gw = Gateway::start(&[("c.toml", &clusters), ("r.toml", routes), ("f.toml", fw)]).await;
+    let gw = catch_all(&a, &[("f.toml", fw)], &[]).await;
     let (status, _, body) = raw(&gw, "GET / HTTP/1.1\r\nHost: x.test\r\nX-Request-Id: lb-7").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["headers"]["x-request-id"], "lb-7");
@@ -366,10 +362,8 @@ async fn client_request_ids_are_kept_or_replaced_by_policy_and_recorded() {
 #[tokio::test]
 async fn secrets_in_urls_do_not_reach_the_record() {
     let a = Origin::start("a").await;
-    let clusters = format!("[cluster.a]\nendpoints = [\"{}\"]\n", a.addr);
-    let routes = "[[route]]\nname = \"all\"\ncluster = \"a\"\n";
     let al = "[access_log]\nquery_params = [\"page\"]\nmask_paths = [\"/reset/{token}\"]\n";
-    let gw = Gateway::start(&[("c.toml", &clusters), ("r.toml", routes), ("al.toml", al)]).await;
+    let gw = catch_all(&a, &[("al.toml", al)], &[]).await;
     let (status, _, body) = raw(
         &gw,
         "GET /x/../reset/s3cr3t;jsessionid=ABC/confirm?page=2;token=s3cr3t HTTP/1.1\r\n\
@@ -388,15 +382,19 @@ async fn secrets_in_urls_do_not_reach_the_record() {
 
 /// A gateway with one cluster `a` and a catch-all route, started with `args`.
 async fn plain_gateway(origin: &Origin, args: &[&str]) -> Gateway {
+    catch_all(origin, &[], args).await
+}
+
+/// A gateway with one cluster `a` (`origin`), a catch-all route and the `extra` policy
+/// files, started with `args`.
+async fn catch_all(origin: &Origin, extra: &[(&str, &str)], args: &[&str]) -> Gateway {
     let cl = format!("[cluster.a]\nendpoints = [\"{}\"]\n", origin.addr);
-    Gateway::start_with(
-        &[
-            ("c.toml", &cl),
-            ("r.toml", "[[route]]\nname = \"all\"\ncluster = \"a\"\n"),
-        ],
-        args,
-    )
-    .await
+    let mut files = vec![
+        ("c.toml", cl.as_str()),
+        ("r.toml", "[[route]]\nname = \"all\"\ncluster = \"a\"\n"),
+    ];
+    files.extend_from_slice(extra);
+    Gateway::start_with(&files, args).await
 }
 
 /// Read until the peer closes (or `limit` passes): what it sent.
@@ -587,6 +585,24 @@ async fn requests_pingora_refuses_before_the_phases_still_leave_a_record() {
         )
         .await
             >= 5.0
+    );
+
+    // A head abandoned half-sent: no answer can be sent, but the record says so.
+    let mut s = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    s.write_all(b"GET /half-sent HTTP/1.1\r\nHost: api")
+        .await
+        .unwrap();
+    s.shutdown().await.unwrap();
+    assert_eq!(
+        read_until_close(&mut s, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("")
+    );
+    let r = record_where(&gw, "half-sent", |r| r.path == "/half-sent").await;
+    assert_eq!(
+        (r.status, r.error_class.as_deref()),
+        (0, Some("client_closed"))
     );
 
     // Transfer-Encoding with Content-Length: Pingora follows RFC 9112 §6.3 (the chunked
