@@ -110,7 +110,7 @@ impl Heads {
 
     /// Watch `stream` when it carries HTTP/1 (HTTP/2 has its own stream and header limits).
     pub fn watch(self: &Arc<Self>, stream: Stream) -> Stream {
-        if self.timeout.is_zero() || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             return stream;
         }
         Box::new(HeadStream {
@@ -286,7 +286,7 @@ impl HeadStream {
 
     /// A read of a head is waiting: enforce the deadline.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(started) = self.started else {
+        let Some(started) = self.started.filter(|_| !self.heads.timeout.is_zero()) else {
             return Poll::Pending;
         };
         let deadline = tokio::time::Instant::from_std(started + self.heads.timeout);

@@ -694,6 +694,13 @@ async fn a_trickled_request_head_meets_the_total_header_deadline() {
             .await,
         2.0
     );
+    // Pingora's own log lines (here: the failed head read) are in the gateway's JSON log.
+    eventually("Pingora's log line", Duration::from_secs(5), || async {
+        gw.log()
+            .contains(r#""target":"pingora_proxy""#)
+            .then_some(())
+    })
+    .await;
 }
 
 /// An HTTP/2 client connection to the gateway's TLS listener (ALPN h2), its driver spawned;
