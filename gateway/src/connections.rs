@@ -210,6 +210,8 @@ impl Limits {
 pub struct Guarded<A> {
     pub inner: Arc<A>,
     pub limits: Arc<Limits>,
+    /// The request-head deadline and the records of heads Pingora refuses (HTTP/1).
+    pub heads: Arc<crate::head::Heads>,
 }
 
 const REFUSED_BODY: &str =
@@ -248,6 +250,7 @@ where
                 return None;
             }
         };
+        let stream = self.heads.watch(stream);
         let reused = self.inner.process_new(stream, shutdown).await;
         drop(slot);
         reused

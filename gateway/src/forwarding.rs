@@ -3,8 +3,8 @@
 //! - file: `[forwarding]` ([`ForwardingFile`]), at most one per policy;
 //! - [`validate()`]: pure; CIDR blocks;
 //! - spec: [`Forwarding`] (the trusted proxy networks);
-//! - phase steps: [`client_ip`] in `request_filter` (the effective client, after the
-//!   trusted-proxy rule) and [`rewrite_upstream_headers`] in `upstream_request_filter`
+//! - phase steps: [`request_id`] and [`client_ip`] in `request_filter` (the request's id,
+//!   kept or replaced by the policy, and the effective client, after the trusted-proxy rule) and [`rewrite_upstream_headers`] in `upstream_request_filter`
 //!   (`X-Forwarded-*` and `Forwarded` replaced, and `X-Real-IP`, `True-Client-IP` and the
 //!   like removed, unless the peer is a trusted proxy).
 //!
@@ -60,12 +60,28 @@ pub struct ForwardingFile {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub trusted_proxies: Vec<Spanned<String>>,
+    /// What to do with a well-formed `X-Request-Id` sent by a peer that is not a trusted
+    /// proxy: `keep` it (the default; the record's `request_id_from_client` says it came from
+    /// the client) or `replace` it with a fresh id, so that one client cannot give its request
+    /// another request's id. A trusted proxy's id is always kept.
+    #[serde(default)]
+    pub untrusted_request_id: UntrustedRequestId,
+}
+
+/// `[forwarding] untrusted_request_id`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UntrustedRequestId {
+    #[default]
+    Keep,
+    Replace,
 }
 
 /// The validated `[forwarding]` section.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Forwarding {
     pub trusted_proxies: Vec<IpNet>,
+    pub untrusted_request_id: UntrustedRequestId,
 }
 
 impl Forwarding {
@@ -80,6 +96,7 @@ pub fn validate(errs: &mut Errors, files: &Files) -> Forwarding {
     let Some((fi, fw)) = at_most_one(errs, files, "forwarding", |f| f.forwarding.as_ref()) else {
         return forwarding;
     };
+    forwarding.untrusted_request_id = fw.get_ref().untrusted_request_id;
     for (k, cidr) in fw.get_ref().trusted_proxies.iter().enumerate() {
         match parse_cidr(cidr.get_ref()) {
             Ok(net) => forwarding.trusted_proxies.push(net),
@@ -100,6 +117,20 @@ pub fn peer_ip(session: &Session) -> Option<IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
+}
+
+/// `request_filter` step: the request's id, and whether it is the one the client sent. A
+/// well-formed incoming `X-Request-Id` is kept from a trusted proxy, and from other peers
+/// unless the policy says `replace`; otherwise a new id is minted.
+pub fn request_id(session: &Session, forwarding: &Forwarding) -> (String, bool) {
+    let incoming = session
+        .req_header()
+        .headers
+        .get(crate::request_id::X_REQUEST_ID)
+        .map(|v| v.as_bytes());
+    let keep = forwarding.untrusted_request_id == UntrustedRequestId::Keep
+        || peer_ip(session).is_some_and(|ip| forwarding.is_trusted(ip));
+    crate::request_id::accept_or_generate(incoming.filter(|_| keep))
 }
 
 /// `request_filter` step: the client is the TCP peer, or, when the peer is a trusted proxy,

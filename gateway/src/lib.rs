@@ -34,6 +34,7 @@ pub mod connections;
 pub mod forwarding;
 #[cfg(test)]
 mod fuzz_tests;
+pub mod head;
 pub mod host;
 pub mod key;
 pub mod limit;

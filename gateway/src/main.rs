@@ -181,6 +181,11 @@ struct ConnectionArgs {
     /// Requests served on one HTTP/1 connection before it is closed (0: no limit).
     #[arg(long, env = "GATEWAY_KEEPALIVE_REQUESTS", default_value_t = 10_000)]
     keepalive_requests: u32,
+    /// Longest time to read a whole HTTP/1 request head (request line and headers), from the
+    /// accepted connection for the first request and from its first byte for later ones;
+    /// expiry answers 408 and closes the connection (0: off).
+    #[arg(long, env = "GATEWAY_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: std::time::Duration,
     /// Longest wait for the next piece of a request body; expiry answers 408.
     #[arg(long, env = "GATEWAY_BODY_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     body_read_timeout: std::time::Duration,
@@ -401,9 +406,17 @@ fn diff(old: &std::path::Path, new: &std::path::Path, format: DiffFormat) -> Exi
     }
 }
 
+/// The log filter when `GATEWAY_LOG` is unset: our events from `info`, Pingora's (its `log`
+/// lines, bridged into `tracing`) from `warn`, so start-up chatter stays out and its errors
+/// (a broken downstream, a failed TLS handshake) come in.
+const DEFAULT_LOG_FILTER: &str = "info,pingora=warn,pingora_core=warn,pingora_proxy=warn,\
+pingora_pool=warn,pingora_cache=warn,pingora_load_balancing=warn,pingora_rustls=warn";
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("GATEWAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // `init` also installs the `log` → `tracing` bridge (the `tracing-log` feature).
+    let filter = EnvFilter::try_from_env("GATEWAY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -545,6 +558,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     shared.audit.connect(instance.clone(), access_log.clone());
 
     let conn_settings = Arc::new(args.connections.settings());
+    let heads = Arc::new(gateway::head::Heads::new(
+        args.connections.header_timeout,
+        Arc::clone(&shared),
+        access_log.clone(),
+        instance.clone(),
+        &shared.metrics.registry,
+    ));
     let gateway = proxy::Gateway {
         shared: Arc::clone(&shared),
         log_requests: args.log_requests,
@@ -564,6 +584,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         gateway::connections::Guarded {
             inner: Arc::new(app),
             limits,
+            heads,
         },
     );
     if !args.http.is_empty() {

@@ -69,6 +69,8 @@ pub struct Ctx {
     pub start: Instant,
     pub event_time_ms: i64,
     pub request_id: String,
+    /// `request_id` is the `X-Request-Id` the client sent.
+    pub request_id_from_client: bool,
     pub client_ip: Option<IpAddr>,
     pub route: Option<Arc<RoutePlan>>,
     /// The canonical request path, when it differs from the one the client sent.
@@ -209,6 +211,7 @@ impl Gateway {
             upstream_attempts: (ctx.resilience.attempts > 0)
                 .then(|| i32::try_from(ctx.resilience.attempts).unwrap_or(i32::MAX)),
             canary: ctx.canary.map(CanaryArm::as_str),
+            request_id_from_client: Some(ctx.request_id_from_client),
         });
     }
 }
@@ -223,6 +226,7 @@ impl ProxyHttp for Gateway {
             start: Instant::now(),
             event_time_ms: 0,
             request_id: String::new(),
+            request_id_from_client: false,
             client_ip: None,
             route: None,
             canonical_path: None,
@@ -244,6 +248,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         _ctx: &mut Ctx,
     ) -> pingora::Result<()> {
+        crate::head::reached_phases(session);
         self.connections.apply(session);
         Ok(())
     }
@@ -252,13 +257,8 @@ impl ProxyHttp for Gateway {
         // `new_ctx` runs per request (also on reused connections), so ctx.rt is current.
         ctx.start = Instant::now();
         ctx.event_time_ms = self.shared.clock.now_ms();
-        ctx.request_id = request_id::accept_or_generate(
-            session
-                .req_header()
-                .headers
-                .get(X_REQUEST_ID)
-                .map(|v| v.as_bytes()),
-        );
+        (ctx.request_id, ctx.request_id_from_client) =
+            forwarding::request_id(session, &ctx.rt.policy.forwarding);
         ctx.client_ip = forwarding::client_ip(session, &ctx.rt.policy.forwarding);
         if let Err(reject) = limit::ip_access(&ctx.rt.limits, ctx.client_ip) {
             return self.reject(session, ctx, reject).await;
@@ -584,7 +584,7 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         if ctx.request_id.is_empty() {
-            ctx.request_id = request_id::accept_or_generate(None);
+            ctx.request_id = request_id::generate();
         }
         if let Some(reject) = ctx.reject.take() {
             // A step decided the answer (breaker open, bulkhead full).
@@ -634,6 +634,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        crate::head::request_done(session);
         if let Some(guard) = ctx.guard() {
             guard.finish(&mut ctx.resilience, e);
         }
@@ -649,7 +650,7 @@ impl ProxyHttp for Gateway {
         m.observe(status, elapsed.as_secs_f64());
         if ctx.request_id.is_empty() {
             // The request never reached request_filter (malformed): still give it an id.
-            ctx.request_id = request_id::accept_or_generate(None);
+            ctx.request_id = request_id::generate();
             ctx.event_time_ms = self.shared.clock.now_ms();
         }
         if let Some(log) = &self.access_log {

@@ -18,12 +18,18 @@ pub fn is_well_formed(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-pub fn accept_or_generate(incoming: Option<&[u8]>) -> String {
+/// The incoming id when it is well formed (`true`: client-supplied), else a new UUIDv7.
+pub fn accept_or_generate(incoming: Option<&[u8]>) -> (String, bool) {
     match incoming {
         // Checked above to be ASCII, so this cannot fail.
-        Some(id) if is_well_formed(id) => String::from_utf8_lossy(id).into_owned(),
-        _ => uuid::Uuid::now_v7().as_hyphenated().to_string(),
+        Some(id) if is_well_formed(id) => (String::from_utf8_lossy(id).into_owned(), true),
+        _ => (generate(), false),
     }
+}
+
+/// A new time-ordered id.
+pub fn generate() -> String {
+    uuid::Uuid::now_v7().as_hyphenated().to_string()
 }
 
 #[cfg(test)]
@@ -32,7 +38,10 @@ mod tests {
 
     #[test]
     fn keeps_good_ids_and_replaces_bad_ones() {
-        assert_eq!(accept_or_generate(Some(b"abc-123")), "abc-123");
+        assert_eq!(
+            accept_or_generate(Some(b"abc-123")),
+            ("abc-123".to_string(), true)
+        );
         for bad in [
             &b""[..],
             b"a b",
@@ -40,7 +49,8 @@ mod tests {
             &[b'a'; 129],
             "é".as_bytes(),
         ] {
-            let id = accept_or_generate(Some(bad));
+            let (id, from_client) = accept_or_generate(Some(bad));
+            assert!(!from_client);
             assert_eq!(id.len(), 36, "{bad:?}");
             assert!(is_well_formed(id.as_bytes()));
         }

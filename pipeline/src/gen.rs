@@ -58,6 +58,7 @@ pub fn json_line(r: &AccessLogRecord) -> String {
         "referer": r.referer, "policy_version": r.policy_version,
         "gateway_instance": r.gateway_instance, "upstream_attempts": r.upstream_attempts,
         "gateway_instance": r.gateway_instance, "canary": r.canary,
+        "request_id_from_client": r.request_id_from_client,
     })
     .to_string()
 }

@@ -21,6 +21,7 @@ pub fn data_type(kind: ColumnKind) -> DataType {
         ColumnKind::StrList => {
             DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
         }
+        ColumnKind::OptBool => DataType::Boolean,
     }
 }
 

@@ -276,6 +276,8 @@ fn record(rng: &mut Rng, event_time: i64, request_id: String) -> AccessLogRecord
         // No draw from `rng` here: the named-query tests pin figures of the generated stream.
         upstream_attempts: proxied.then_some(if error_class.is_some() { 2 } else { 1 }),
         canary: None,
+        // Every generated id is the gateway's (no draw from `rng`, as above).
+        request_id_from_client: Some(false),
     }
 }
 

@@ -10,7 +10,7 @@
 //! verified `sub` claim, and `query` holds only the parameters the policy allow-lists.
 
 /// Version of the record contract, stamped on every record. Bump on additions.
-pub const RECORD_VERSION: i32 = 3;
+pub const RECORD_VERSION: i32 = 4;
 
 /// How a field maps to a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,8 @@ pub enum ColumnKind {
     /// `Vec<String>` → LIST of UTF8 → `array<string>` (not used by the access-log record;
     /// the `policy_changes` table's file and error lists).
     StrList,
+    /// `Option<bool>` → nullable BOOLEAN → `boolean`.
+    OptBool,
 }
 
 impl ColumnKind {
@@ -46,13 +48,17 @@ impl ColumnKind {
             ColumnKind::Int64 => "bigint",
             ColumnKind::Float64 | ColumnKind::OptFloat64 => "double",
             ColumnKind::StrList => "array<string>",
+            ColumnKind::OptBool => "boolean",
         }
     }
 
     pub const fn nullable(self) -> bool {
         matches!(
             self,
-            ColumnKind::OptStr | ColumnKind::OptInt32 | ColumnKind::OptFloat64
+            ColumnKind::OptStr
+                | ColumnKind::OptInt32
+                | ColumnKind::OptFloat64
+                | ColumnKind::OptBool
         )
     }
 }
@@ -76,6 +82,7 @@ macro_rules! arrow_col {
     (builder Int64) => { ::arrow_array::builder::Int64Builder };
     (builder Float64) => { ::arrow_array::builder::Float64Builder };
     (builder OptFloat64) => { ::arrow_array::builder::Float64Builder };
+    (builder OptBool) => { ::arrow_array::builder::BooleanBuilder };
     (new Str, $rows:expr) => { ::arrow_array::builder::StringBuilder::with_capacity($rows, $rows * 24) };
     (new OptStr, $rows:expr) => { ::arrow_array::builder::StringBuilder::with_capacity($rows, $rows * 16) };
     (new $k:ident, $rows:expr) => { <arrow_col!(builder $k)>::with_capacity($rows) };
@@ -83,6 +90,7 @@ macro_rules! arrow_col {
     (append OptStr, $b:expr, $v:expr) => { $b.append_option($v) };
     (append OptInt32, $b:expr, $v:expr) => { $b.append_option($v) };
     (append OptFloat64, $b:expr, $v:expr) => { $b.append_option($v) };
+    (append OptBool, $b:expr, $v:expr) => { $b.append_option($v) };
     (append $k:ident, $b:expr, $v:expr) => { $b.append_value($v) };
     (finish TimestampMs, $b:expr) => { ::std::sync::Arc::new($b.finish().with_timezone("UTC")) as ::arrow_array::ArrayRef };
     (finish $k:ident, $b:expr) => { ::std::sync::Arc::new($b.finish()) as ::arrow_array::ArrayRef };
@@ -98,6 +106,7 @@ macro_rules! ref_col {
     (ty OptInt32) => { Option<i32> };
     (ty Float64) => { f64 };
     (ty OptFloat64) => { Option<f64> };
+    (ty OptBool) => { Option<bool> };
     (borrow Str, $v:expr) => { $v.as_str() };
     (borrow OptStr, $v:expr) => { $v.as_deref() };
     (borrow $k:ident, $v:expr) => { $v };
@@ -112,6 +121,7 @@ macro_rules! ref_col {
     (encode OptInt32, $tag:expr, $v:expr, $buf:expr) => { if let Some(v) = $v { wire::put_varint($tag, v as i64 as u64, $buf) } };
     (encode Float64, $tag:expr, $v:expr, $buf:expr) => { if $v != 0.0 { wire::put_double($tag, $v, $buf) } };
     (encode OptFloat64, $tag:expr, $v:expr, $buf:expr) => { if let Some(v) = $v { wire::put_double($tag, v, $buf) } };
+    (encode OptBool, $tag:expr, $v:expr, $buf:expr) => { if let Some(v) = $v { wire::put_varint($tag, u64::from(v), $buf) } };
     (decode Str, $wt:expr, $buf:expr) => { wire::string($wt, $buf)? };
     (decode OptStr, $wt:expr, $buf:expr) => { Some(wire::string($wt, $buf)?) };
     (decode TimestampMs, $wt:expr, $buf:expr) => { wire::varint($wt, $buf)? as i64 };
@@ -120,6 +130,7 @@ macro_rules! ref_col {
     (decode OptInt32, $wt:expr, $buf:expr) => { Some(wire::varint($wt, $buf)? as i32) };
     (decode Float64, $wt:expr, $buf:expr) => { wire::double($wt, $buf)? };
     (decode OptFloat64, $wt:expr, $buf:expr) => { Some(wire::double($wt, $buf)?) };
+    (decode OptBool, $wt:expr, $buf:expr) => { Some(wire::varint($wt, $buf)? != 0) };
 }
 
 /// Protobuf wire primitives for the borrowed decoder (the same rules as prost's).
@@ -352,6 +363,8 @@ access_log_record! {
     #[prost(tag = "36", int32, optional)] upstream_attempts: Option<i32> => OptInt32,
     /// Canary arm of a route with a canary: `stable` or `canary`; absent on other routes.
     #[prost(tag = "37", string, optional)] canary: Option<String> => OptStr,
+    /// Whether `request_id` is the `X-Request-Id` the client sent (`false`: minted). Since version 4.
+    #[prost(tag = "38", bool, optional)] request_id_from_client: Option<bool> => OptBool,
 }
 
 impl AccessLogRecord {
@@ -409,6 +422,7 @@ mod tests {
             gateway_instance: "gw-1".into(),
             upstream_attempts: Some(2),
             canary: Some("canary".into()),
+            request_id_from_client: Some(true),
         }
     }
 
@@ -494,7 +508,7 @@ mod tests {
 
     #[test]
     fn columns_follow_the_struct() {
-        assert_eq!(COLUMNS.len(), 37);
+        assert_eq!(COLUMNS.len(), 38);
         assert_eq!(COLUMNS[1].name, "event_time");
         assert_eq!(COLUMNS[1].kind.glue_type(), "timestamp");
         let mut names: Vec<_> = COLUMNS.iter().map(|c| c.name).collect();

@@ -237,3 +237,14 @@ fn shard_range_gaps_and_overlaps_name_both_lines() {
         "{err}"
     );
 }
+
+#[test]
+fn an_unknown_request_id_choice_names_file_line_and_field() {
+    let bad = "[forwarding]\nuntrusted_request_id = \"drop\"\n";
+    let (ok, _, err) = check(&[("c.toml", CLUSTER), ("f.toml", bad)]);
+    assert!(!ok);
+    assert!(
+        err.contains("f.toml:2:24: forwarding.untrusted_request_id: unknown variant `drop`, expected `keep` or `replace`"),
+        "{err}"
+    );
+}

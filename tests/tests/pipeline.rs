@@ -231,7 +231,7 @@ async fn kinesis_to_s3_with_glue_table_and_error_prefix() {
              assert p['projection.hour.type'] == 'integer' and p['projection.hour.range'] == '0,23' and p['projection.hour.digits'] == '2'\n\
              assert p['storage.location.template'] == 's3://{bucket}/lake/access_logs/dt=${{dt}}/hour=${{hour}}'\n\
              assert t['TableType'] == 'EXTERNAL_TABLE'\n\
-             m = {{'timestamp[ms, tz=UTC]': 'timestamp', 'string': 'string', 'int32': 'int', 'int64': 'bigint', 'double': 'double'}}\n\
+             m = {{'timestamp[ms, tz=UTC]': 'timestamp', 'string': 'string', 'int32': 'int', 'int64': 'bigint', 'double': 'double', 'bool': 'boolean'}}\n\
              s = pq.read_schema('{}')\n\
              assert [(c['Name'], c['Type']) for c in sd['Columns']] == [(f.name, m[str(f.type)]) for f in s], (sd['Columns'], s)\n\
              print('ok')\n",
