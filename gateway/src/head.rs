@@ -265,7 +265,8 @@ pub fn request_done(session: &pingora::proxy::Session) {
 }
 
 impl HeadStream {
-    /// Bytes arrived outside BODY.
+    /// Bytes arrived outside BODY. (Out of line so that `bench/profile` counts it.)
+    #[inline(never)]
     fn saw(&mut self, phase: u8, got: &[u8]) {
         match phase {
             IDLE => {
@@ -285,6 +286,7 @@ impl HeadStream {
     }
 
     /// A read of a head is waiting: enforce the deadline.
+    #[inline(never)]
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let Some(started) = self.started.filter(|_| !self.heads.timeout.is_zero()) else {
             return Poll::Pending;

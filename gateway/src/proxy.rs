@@ -20,7 +20,7 @@ use pingora::Error;
 
 use crate::access_log::{self, AccessLog, RecordBuilder};
 use crate::reject::Reject;
-use crate::request_id::{self, X_REQUEST_ID};
+use crate::request_id;
 use crate::route::{request_host, RoutePlan};
 use crate::state::{Runtime, Shared};
 use crate::{auth, cache, forwarding, key, limit, resilience, route, shard, upstream};
@@ -459,7 +459,7 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
-        upstream_request.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+        upstream_request.insert_header(request_id::X_REQUEST_ID_WIRE, ctx.request_id.as_str())?;
         if let Some(plan) = &ctx.route {
             route::rewrite_upstream_target(
                 session,
@@ -483,7 +483,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
-        upstream_response.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+        upstream_response.insert_header(request_id::X_REQUEST_ID_WIRE, ctx.request_id.as_str())?;
         limit::response_headers(&ctx.limits, upstream_response)?;
         if let Some(plan) = ctx.route.as_deref() {
             if let Some(rc) = &plan.cache {

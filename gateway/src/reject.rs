@@ -17,7 +17,6 @@ use http::header::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-use crate::request_id::X_REQUEST_ID;
 use edgeway_record::outcome::ErrorClass;
 
 #[derive(Debug, Clone)]
@@ -90,7 +89,7 @@ impl Reject {
         resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
         resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
         resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        resp.insert_header(X_REQUEST_ID, request_id)?;
+        resp.insert_header(crate::request_id::X_REQUEST_ID_WIRE, request_id)?;
         for (name, value) in &self.headers {
             resp.append_header(name.clone(), value.clone())?;
         }

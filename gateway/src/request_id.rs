@@ -5,6 +5,9 @@ use http::header::HeaderName;
 
 /// The header that carries the request id in both directions.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The name as written on the wire, for `insert_header`: a `&'static str` is used as it is,
+/// where a `HeaderName` would be copied and title-cased on every insert.
+pub const X_REQUEST_ID_WIRE: &str = "X-Request-Id";
 
 /// Longest incoming id we keep; longer ones are replaced, not truncated.
 pub const MAX_LEN: usize = 128;
