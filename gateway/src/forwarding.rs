@@ -170,10 +170,16 @@ pub fn rewrite_upstream_headers(
     let trusted = peer_ip.is_some_and(|ip| forwarding.is_trusted(ip));
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
 
-    let xff = match (trusted, xff_joined(&upstream_request.headers), peer_ip) {
-        (true, Some(prior), Some(ip)) => Some(format!("{prior}, {ip}")),
-        (_, _, Some(ip)) => Some(ip.to_string()),
-        (_, _, None) => None,
+    // A client's own lines are read only from a trusted proxy (else they are replaced).
+    let prior = if trusted {
+        xff_joined(&upstream_request.headers)
+    } else {
+        None
+    };
+    let xff = match (prior, peer_ip) {
+        (Some(prior), Some(ip)) => Some(format!("{prior}, {ip}")),
+        (None, Some(ip)) => Some(ip.to_string()),
+        (_, None) => None,
     };
     match xff {
         Some(v) => upstream_request.insert_header("X-Forwarded-For", v)?,
