@@ -51,6 +51,8 @@ async fn send(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> 
     }
 }
 
+/// `accesslog_records_written_total` also counts the gateway's start event (a policy-change
+/// record in the same log): waits for N requests' records use N + 1.
 async fn wait_metric(gw: &Gateway, name: &str, labels: &[(&str, &str)], at_least: f64) {
     eventually(
         &format!("{name}{labels:?} >= {at_least}"),
@@ -148,7 +150,7 @@ rate_limit_headers = false
             .await,
         2.0
     );
-    wait_metric(&gw, "accesslog_records_written_total", &[], 11.0).await;
+    wait_metric(&gw, "accesslog_records_written_total", &[], 12.0).await;
     let records: Vec<_> = read_access_log(&gw.access_log_dir())
         .into_iter()
         .flat_map(|(_, r)| r)
@@ -307,7 +309,7 @@ limits = ["trial"]
             .await,
         3.0
     );
-    wait_metric(&gw, "accesslog_records_written_total", &[], 5.0).await;
+    wait_metric(&gw, "accesslog_records_written_total", &[], 6.0).await;
     let decisions: Vec<String> = read_access_log(&gw.access_log_dir())
         .into_iter()
         .flat_map(|(_, r)| r)
@@ -503,7 +505,7 @@ priority = "critical"
         200
     );
     assert_eq!(hits(&origin), 5, "shed requests never reach the origin");
-    wait_metric(&gw, "accesslog_records_written_total", &[], 7.0).await;
+    wait_metric(&gw, "accesslog_records_written_total", &[], 8.0).await;
     let shed = read_access_log(&gw.access_log_dir())
         .into_iter()
         .flat_map(|(_, r)| r)
