@@ -281,31 +281,46 @@ pub fn valid_name(s: &str) -> bool {
 }
 
 /// Parse every source; a syntax or type error stops only that file.
+/// Why a TOML document did not deserialise: where, which field, and what was wrong.
+pub struct TomlError {
+    pub span: Range<usize>,
+    /// Dotted path of the field (`route[2].cluster`), or `-` for the document.
+    pub field: String,
+    pub message: String,
+}
+
+/// Deserialise `text`, naming the field and place of the first problem. Shared by the policy
+/// files and the policy test files (`gateway test`).
+pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TomlError> {
+    serde_path_to_error::deserialize::<_, T>(toml::Deserializer::new(text)).map_err(|e| {
+        // Spanned<T> shows up as a private path segment; hide it from users.
+        let path = e
+            .path()
+            .to_string()
+            .split('.')
+            .filter(|seg| !seg.starts_with("$__"))
+            .collect::<Vec<_>>()
+            .join(".");
+        let inner = e.into_inner();
+        // Some syntax errors carry no message of their own: say what is known.
+        let message = match inner.message().trim() {
+            "" => "invalid TOML syntax here (check quotes, brackets and `=`)".to_string(),
+            m => m.to_string(),
+        };
+        TomlError {
+            span: inner.span().unwrap_or(0..0),
+            field: if path == "." { "-".to_string() } else { path },
+            message,
+        }
+    })
+}
+
 pub fn parse(errs: &mut Errors, sources: &[Source]) -> Vec<(usize, PolicyFile)> {
     let mut files = Vec::new();
     for (i, src) in sources.iter().enumerate() {
-        let de = toml::Deserializer::new(&src.text);
-        match serde_path_to_error::deserialize::<_, PolicyFile>(de) {
+        match from_toml::<PolicyFile>(&src.text) {
             Ok(f) => files.push((i, f)),
-            Err(e) => {
-                // Spanned<T> shows up as a private path segment; hide it from users.
-                let path = e
-                    .path()
-                    .to_string()
-                    .split('.')
-                    .filter(|seg| !seg.starts_with("$__"))
-                    .collect::<Vec<_>>()
-                    .join(".");
-                let inner = e.into_inner();
-                let span = inner.span().unwrap_or(0..0);
-                let field = if path == "." { "-".to_string() } else { path };
-                // Some syntax errors carry no message of their own: say what is known.
-                let message = match inner.message().trim() {
-                    "" => "invalid TOML syntax here (check quotes, brackets and `=`)".to_string(),
-                    m => m.to_string(),
-                };
-                errs.at(i, span, &field, message);
-            }
+            Err(e) => errs.at(i, e.span, &e.field, e.message),
         }
     }
     files

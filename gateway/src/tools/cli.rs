@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::simulate::{Request, Simulator, UpstreamResponse};
 use super::{explain, policy_test};
@@ -153,7 +153,7 @@ fn request(args: &ExplainArgs) -> Result<Request, String> {
         url,
         headers: header_pairs(&args.headers, "-H")?,
         client_ip: args.client_ip,
-        claims: claims.map(|c: Map<String, Value>| c),
+        claims,
         issuer: args.issuer.clone(),
         token: args.token.clone(),
         response: UpstreamResponse {

@@ -253,10 +253,7 @@ fn routing(sim: &Simulator, req: &Request, d: &Decision) -> Step {
         if Some(route.name.to_string()) == chosen {
             continue;
         }
-        let why = if !group
-            .iter()
-            .any(|p| Arc::ptr_eq(&p.spec, route) || p.spec.name == route.name)
-        {
+        let why = if !group.iter().any(|p| p.spec.name == route.name) {
             format!("host: {}", hosts(route))
         } else if !route.matches_path(path) {
             format!("prefix {} does not match", prefix(route))

@@ -29,7 +29,8 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use super::simulate::{Decision, Request, Simulator, UpstreamResponse};
-use crate::policy::{line_col, validate::did_you_mean, PolicyError, PolicyErrors, Snapshot};
+use crate::policy::validate::{did_you_mean, from_toml};
+use crate::policy::{line_col, PolicyError, PolicyErrors, Snapshot};
 use edgeway_record::outcome::{AuthResult, CanaryArm, ErrorClass, RateLimitDecision};
 
 /// The client address of a test that names none (TEST-NET-3, RFC 5737).
@@ -380,30 +381,11 @@ pub async fn run(dir: &Path, files: &[PathBuf], now_ms: i64) -> Result<Report, P
 }
 
 fn parse(file: &Path, text: &str) -> Result<Vec<(usize, TestCase)>, PolicyErrors> {
-    let de = toml::Deserializer::new(text);
-    match serde_path_to_error::deserialize::<_, TestFile>(de) {
+    match from_toml::<TestFile>(text) {
         Ok(f) => Ok(f.tests.into_iter().enumerate().collect()),
         Err(e) => {
-            let path = e
-                .path()
-                .to_string()
-                .split('.')
-                .filter(|seg| !seg.starts_with("$__"))
-                .collect::<Vec<_>>()
-                .join(".");
-            let inner = e.into_inner();
-            let (line, col) = line_col(text, inner.span().unwrap_or(0..0).start);
-            let message = match inner.message().trim() {
-                "" => "invalid TOML syntax here (check quotes, brackets and `=`)".to_string(),
-                m => m.to_string(),
-            };
-            Err(error(
-                file,
-                line,
-                col,
-                if path == "." { "-" } else { &path },
-                message,
-            ))
+            let (line, col) = line_col(text, e.span.start);
+            Err(error(file, line, col, &e.field, e.message))
         }
     }
 }
